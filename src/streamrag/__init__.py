@@ -1,0 +1,22 @@
+"""streamrag: answers over your own documents, streamed with their sources."""
+
+from streamrag.config import Settings, load_settings
+from streamrag.errors import StreamragError
+from streamrag.kb import KnowledgeBase, drop_knowledge_base, list_knowledge_bases
+from streamrag.records import Chunk, DocumentInfo, SearchHit
+from streamrag.store import SearchFilter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Chunk",
+    "DocumentInfo",
+    "KnowledgeBase",
+    "SearchFilter",
+    "SearchHit",
+    "Settings",
+    "StreamragError",
+    "drop_knowledge_base",
+    "list_knowledge_bases",
+    "load_settings",
+]

@@ -1,0 +1,390 @@
+"""The ``streamrag`` command: a thin layer over :mod:`streamrag.kb`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from streamrag.config import CONFIG_ENV, Settings, load_settings
+from streamrag.errors import StreamragError
+from streamrag.ingest.pipeline import IngestEvent, IngestReport
+from streamrag.kb import KnowledgeBase, drop_knowledge_base, list_knowledge_bases
+from streamrag.retrieve.retriever import MODES
+from streamrag.store import SearchFilter
+
+app = typer.Typer(
+    help="Answer questions over your own documents (Chinese and English), offline by default.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval quality on an evaluation set.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+app.add_typer(eval_app, name="eval")
+
+console = Console()
+err_console = Console(stderr=True)
+
+KbOption = Annotated[
+    str | None, typer.Option("--kb", help="Knowledge base name [default: 'default'].")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None, typer.Option("--home", help="Data directory [env: STREAMRAG_HOME].")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help=f"TOML config file [env: {CONFIG_ENV}].", exists=True),
+    ] = None,
+    embed_model: Annotated[
+        str | None,
+        typer.Option("--embed-model", help="e5-small, use-m3, or an API model name."),
+    ] = None,
+) -> None:
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config)
+    ctx.obj = {"home": home, "embed_model": embed_model}
+
+
+def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
+    return load_settings(**ctx.obj, **overrides)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second of a task."""
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit", "")
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:6.1f} {unit}/s" if speed else f"     - {unit}/s", style="cyan")
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+def run_with_progress(events: Iterator[IngestEvent], *, show: bool = True) -> IngestReport:
+    """Drain ingest events into a report, drawing file and chunk progress bars."""
+    import time
+
+    started = time.perf_counter()
+    report = IngestReport()
+    with _progress() as progress:
+        if not show:
+            progress.stop()
+        files = progress.add_task("files", total=None, unit="files")
+        chunks = progress.add_task("chunks", total=0, unit="chunks")
+        for event in events:
+            report.add(event)
+            if event.kind == "found":
+                progress.update(files, total=event.count)
+            elif event.kind == "planned":
+                progress.update(chunks, total=(progress.tasks[chunks].total or 0) + event.count)
+            elif event.kind == "embedded":
+                progress.advance(chunks, event.count)
+            elif event.kind == "file" and event.status != "ignored":
+                progress.advance(files)
+                if event.status == "failed" and show:
+                    progress.console.print(
+                        f"[red]failed[/red] {escape(event.path or '')}: "
+                        f"{escape(event.reason or '')}"
+                    )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(1)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (read recursively).")],
+    kb: KbOption = None,
+    sync: Annotated[
+        bool, typer.Option("--sync", help="Remove documents whose files are gone.")
+    ] = False,
+    chunk_size: Annotated[int | None, typer.Option(help="Chunk size in characters.")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in characters.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest .txt .md .pdf .docx .html .jsonl files into a knowledge base.
+
+    Unchanged documents are skipped; changed ones are replaced. Exits with 1 when some
+    files failed (they are named with the reason; the others are ingested).
+    """
+    try:
+        settings = _settings(ctx, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        with KnowledgeBase(kb, settings=settings) as base:
+            report = run_with_progress(base.ingest_events(paths, sync=sync), show=not as_json)
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        print(json.dumps(_report_dict(report), ensure_ascii=False, indent=2))
+    else:
+        console.print(
+            f"{len(report.ingested)} ingested ({report.chunks} chunks), "
+            f"{len(report.unchanged)} unchanged, {len(report.failed)} failed, "
+            f"{len(report.ignored)} ignored, {report.removed} removed "
+            f"in {report.seconds:.1f} s"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _report_dict(report: IngestReport) -> dict[str, Any]:
+    return {
+        "ingested": report.ingested,
+        "unchanged": report.unchanged,
+        "failed": [{"path": path, "reason": reason} for path, reason in report.failed],
+        "ignored": report.ignored,
+        "chunks": report.chunks,
+        "removed": report.removed,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="The question or keywords.")],
+    kb: KbOption = None,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=1000)] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, vector or bm25.")] = "hybrid",
+    path: Annotated[
+        str | None, typer.Option("--path", help="Only documents whose path matches this glob.")
+    ] = None,
+    doc: Annotated[list[str] | None, typer.Option("--doc", help="Only these document ids.")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="Only documents with KEY=VALUE metadata.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the chunks that best match QUERY, best first."""
+    if mode not in MODES:
+        raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
+    where = SearchFilter(
+        doc_ids=tuple(doc or ()), source_glob=path, meta=tuple(_parse_meta(meta or []))
+    )
+    try:
+        with KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
+            hits = base.search(query, k=k, mode=mode, where=where)  # type: ignore[arg-type]
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        print(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        console.print("no results")
+    for hit in hits:
+        c = hit.chunk
+        where_text = f" · {c.location}" if c.location else ""
+        console.print(
+            f"[bold]{hit.rank}.[/bold] [cyan]{hit.score:.4f}[/cyan] "
+            f"[bold]{escape(c.title)}[/bold]{escape(where_text)}  [dim]{escape(c.source)}[/dim]"
+        )
+        snippet = c.text if len(c.text) <= 240 else c.text[:240] + "…"
+        console.print(f"   {escape(snippet)}", highlight=False)
+
+
+def _parse_meta(items: list[str]) -> Iterator[tuple[str, str]]:
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--meta")
+        yield key, value
+
+
+@kb_app.command("list")
+def kb_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the knowledge bases in the data directory."""
+    infos = list_knowledge_bases(_settings(ctx))
+    if as_json:
+        rows = [
+            {
+                "name": i.name,
+                "documents": i.documents,
+                "chunks": i.chunks,
+                "embed_model": i.embed_model,
+                "size_bytes": i.size_bytes,
+                "path": str(i.path),
+            }
+            for i in infos
+        ]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("name", "documents", "chunks", "embedding model", "size")
+    for info in infos:
+        table.add_row(
+            info.name,
+            str(info.documents),
+            str(info.chunks),
+            info.embed_model or "-",
+            f"{info.size_bytes / 1e6:.1f} MB",
+        )
+    console.print(table)
+
+
+@kb_app.command("docs")
+def kb_docs(ctx: typer.Context, kb: KbOption = None, as_json: JsonOption = False) -> None:
+    """List the documents of a knowledge base."""
+    try:
+        with KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
+            docs = base.documents()
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        rows = [
+            {
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "source": d.source,
+                "size": d.size,
+                "chunks": d.n_chunks,
+                "ingested_at": d.ingested_at,
+                "content_hash": d.content_hash,
+            }
+            for d in docs
+        ]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("document", "title", "chars", "chunks", "ingested")
+    for d in docs:
+        table.add_row(
+            escape(d.doc_id), escape(d.title), str(d.size), str(d.n_chunks), d.ingested_at
+        )
+    console.print(table)
+
+
+@kb_app.command("rm")
+def kb_rm(
+    ctx: typer.Context,
+    doc: Annotated[str, typer.Argument(help="Document id, or the path it was read from.")],
+    kb: KbOption = None,
+) -> None:
+    """Remove a document (or every document read from a file) from a knowledge base."""
+    try:
+        with KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
+            removed = base.remove(doc)
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"removed {removed} document{'s' if removed != 1 else ''}")
+
+
+@kb_app.command("drop")
+def kb_drop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Knowledge base to delete.")],
+) -> None:
+    """Delete a knowledge base with all its documents."""
+    try:
+        drop_knowledge_base(name, _settings(ctx))
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"dropped knowledge base {name!r}")
+
+
+@kb_app.command("reembed")
+def kb_reembed(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Knowledge base to re-embed.")],
+) -> None:
+    """Re-embed every chunk with the configured embedding model (--embed-model)."""
+    try:
+        with KnowledgeBase(name, settings=_settings(ctx), create=False) as base:
+            count = base.reembed()
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"re-embedded {count} chunks of {name!r}")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="Folder with corpus.jsonl, queries.jsonl.")],
+    kb: KbOption = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N queries.")] = None,
+    modes: Annotated[
+        list[str] | None, typer.Option("--mode", help="Modes to score [default: all].")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest DATA/corpus.jsonl (once), run DATA/queries.jsonl and print the metrics per mode."""
+    from streamrag.eval.retrieval import METRIC_KEYS, evaluate, load_queries, prepare_kb
+
+    chosen = modes or list(MODES)
+    for mode in chosen:
+        if mode not in MODES:
+            raise typer.BadParameter(f"choose from {', '.join(MODES)}", param_hint="--mode")
+    try:
+        queries = load_queries(data / "queries.jsonl", limit)
+        with prepare_kb(data, _settings(ctx), kb) as base:
+            report = run_with_progress(
+                base.ingest_events([data / "corpus.jsonl"]), show=not as_json
+            )
+            if not report.ok:
+                raise _fail(f"could not ingest {data / 'corpus.jsonl'}: {report.failed}")
+            results = evaluate(base, queries, chosen)  # type: ignore[arg-type]
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    table = Table("mode", *METRIC_KEYS, title=f"{data.name}: {len(queries)} queries")
+    for mode, metrics in results.items():
+        table.add_row(
+            mode,
+            *(
+                f"{metrics[key]:.3f}" if "@" in key else f"{metrics[key]:.1f}"
+                for key in METRIC_KEYS
+            ),
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``streamrag`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

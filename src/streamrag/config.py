@@ -1,0 +1,114 @@
+"""Settings from flags, environment (``STREAMRAG_*``), ``.env`` and a TOML config file.
+
+Precedence, highest first: values passed in code or by CLI flags, environment variables,
+``.env`` in the working directory, the TOML file named by ``STREAMRAG_CONFIG`` (or
+``./streamrag.toml``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "STREAMRAG_CONFIG"
+DEFAULT_CONFIG_FILE = Path("streamrag.toml")
+
+
+def default_home() -> Path:
+    """The data directory used when none is configured: ``$XDG_DATA_HOME/streamrag``."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "streamrag"
+
+
+def config_file_path() -> Path | None:
+    """The TOML config file in effect, if any."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            from streamrag.errors import ConfigError
+
+            raise ConfigError(f"{CONFIG_ENV}={named!r}: no such file")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything streamrag can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMRAG_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    home: Path = Field(default_factory=default_home, description="Data directory.")
+    kb: str = Field("default", description="Knowledge base used when none is named.")
+
+    embed_model: str = Field(
+        "use-m3",
+        description="Embedding model: 'use-m3' or 'e5-small' (bundled), or the model name of "
+        "an OpenAI-compatible endpoint when embed_base_url is set.",
+    )
+    embed_base_url: str | None = Field(None, description="OpenAI-compatible embeddings URL.")
+    embed_api_key: str | None = Field(None, description="API key for embed_base_url.")
+    embed_batch_size: int = Field(32, ge=1, le=2048)
+    embed_threads: int = Field(0, ge=0, description="Threads for local models; 0 = all cores.")
+
+    chunk_size: int = Field(500, ge=50, le=20000, description="Chunk size in characters.")
+    chunk_overlap: int = Field(80, ge=0, description="Overlap between chunks in characters.")
+
+    search_top_k: int = Field(5, ge=1, le=1000)
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        toml_file = config_file_path()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; ``overrides`` whose value is None are ignored (unset CLI flags)."""
+    from pydantic import ValidationError
+
+    from streamrag.errors import ConfigError
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,1 @@
+"""Evaluation of retrieval (and later answers) on public question sets."""

@@ -1,0 +1,288 @@
+"""File loaders: one function per format turns a file's bytes into documents of blocks.
+
+Every loader raises :class:`LoadError` with a reason a person can act on ("encrypted PDF: a
+password is required", "empty file", ...). A ``.jsonl`` file yields one document per line;
+a bad line is reported and the other lines are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamrag.errors import LoadError
+from streamrag.ingest.chunker import Block
+from streamrag.ingest.clean import clean_text
+from streamrag.ingest.decode import decode_text
+
+
+@dataclass(slots=True)
+class LoadedDocument:
+    """A document ready to be chunked."""
+
+    doc_id: str
+    title: str
+    blocks: list[Block]
+    source: str
+    content_hash: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LoadedFile:
+    """What a file yielded: its documents and the problems met on the way (bad jsonl lines)."""
+
+    documents: list[LoadedDocument]
+    problems: list[str] = field(default_factory=list)
+
+
+Loader = Callable[[Path, bytes], LoadedFile]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _single(path: Path, data: bytes, title: str, blocks: list[Block], **meta: Any) -> LoadedFile:
+    blocks = [block for block in blocks if block.text]
+    if not blocks:
+        raise LoadError("no text in the file")
+    doc = LoadedDocument(
+        doc_id=str(path),
+        title=title or path.stem,
+        blocks=blocks,
+        source=str(path),
+        content_hash=sha256(data),
+        meta=meta,
+    )
+    return LoadedFile([doc])
+
+
+def load_txt(path: Path, data: bytes) -> LoadedFile:
+    text, encoding = decode_text(data)
+    return _single(path, data, path.stem, [Block(clean_text(text))], encoding=encoding)
+
+
+_ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+
+
+def load_markdown(path: Path, data: bytes) -> LoadedFile:
+    text, encoding = decode_text(data)
+    headings: list[str] = []
+    blocks: list[Block] = []
+    lines: list[str] = []
+    in_fence = False
+    title = ""
+
+    def flush() -> None:
+        if lines:
+            blocks.append(Block(clean_text("\n".join(lines)), tuple(headings)))
+            lines.clear()
+
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        heading = None if in_fence else _ATX_HEADING.match(line)
+        if heading:
+            flush()
+            level, name = len(heading.group(1)), _md_inline(heading.group(2))
+            del headings[level - 1 :]
+            headings.extend([""] * (level - 1 - len(headings)))
+            headings.append(name)
+            title = title or (name if level == 1 else "")
+        else:
+            lines.append(line if in_fence else _md_inline(line))
+    flush()
+    blocks = [Block(b.text, tuple(h for h in b.headings if h), b.page) for b in blocks]
+    return _single(path, data, title or path.stem, blocks, encoding=encoding)
+
+
+def _md_inline(line: str) -> str:
+    return _MD_LINK.sub(r"\1", _MD_IMAGE.sub(r"\1", line))
+
+
+_HTML_SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "nav"})
+_HTML_BLOCK = frozenset(
+    """
+    address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2 h3 h4
+    h5 h6 header hr li main ol p pre section table td th tr ul
+    """.split()
+)
+
+
+def load_html(path: Path, data: bytes) -> LoadedFile:
+    from selectolax.lexbor import LexborHTMLParser
+
+    text, encoding = decode_text(data)
+    tree = LexborHTMLParser(text)
+    root = tree.body or tree.root
+    if root is None:
+        raise LoadError("no HTML body")
+    title_node = tree.css_first("title")
+    title = clean_text(title_node.text()) if title_node else ""
+    headings: list[str] = []
+    blocks: list[Block] = []
+    parts: list[str] = []
+
+    def flush() -> None:
+        if parts:
+            blocks.append(Block(clean_text("".join(parts)), tuple(headings)))
+            parts.clear()
+
+    skip_until: Any = None
+    for node in root.traverse(include_text=True):
+        if skip_until is not None:
+            if _inside(node, skip_until):
+                continue
+            skip_until = None
+        tag = node.tag
+        if tag in _HTML_SKIP:
+            skip_until = node
+        elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            flush()
+            level = int(tag[1])
+            del headings[level - 1 :]
+            headings.append(clean_text(node.text(separator=" ")))
+            title = title or (headings[-1] if level == 1 else "")
+            skip_until = node
+        elif tag == "-text":
+            parts.append(node.text_content or "")
+        elif tag in _HTML_BLOCK:
+            parts.append("\n")
+    flush()
+    return _single(path, data, title or path.stem, blocks, encoding=encoding)
+
+
+def _inside(node: Any, ancestor: Any) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.mem_id == ancestor.mem_id:
+            return True
+        parent = parent.parent
+    return False
+
+
+def load_pdf(path: Path, data: bytes) -> LoadedFile:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    if not data.strip():
+        raise LoadError("empty file")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError("encrypted PDF: a password is required")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        info_title = (reader.metadata.title if reader.metadata else None) or ""
+    except LoadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise LoadError(f"corrupt or unreadable PDF ({exc})") from exc
+    blocks = [
+        Block(clean_text(text, unwrap=True), (), number)
+        for number, text in enumerate(pages, start=1)
+    ]
+    if not any(block.text for block in blocks):
+        raise LoadError("PDF has no extractable text (scanned images need OCR, not supported)")
+    return _single(path, data, info_title.strip() or path.stem, blocks, pages=len(pages))
+
+
+def load_docx(path: Path, data: bytes) -> LoadedFile:
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise LoadError(f"corrupt or unreadable DOCX ({exc})") from exc
+    headings: list[str] = []
+    blocks: list[Block] = []
+    title = (document.core_properties.title or "").strip()
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            rows = (" | ".join(cell.text.strip() for cell in row.cells) for row in item.rows)
+            blocks.append(Block(clean_text("\n".join(rows)), tuple(headings)))
+            continue
+        text = clean_text(item.text)
+        style = (item.style.name if item.style is not None else "") or ""
+        if style == "Title":
+            title = title or text
+        elif style.startswith("Heading") and style[7:].strip().isdigit():
+            level = int(style[7:])
+            del headings[level - 1 :]
+            headings.append(text)
+        elif text:
+            blocks.append(Block(text, tuple(h for h in headings if h)))
+    return _single(path, data, title or path.stem, blocks)
+
+
+def load_jsonl(path: Path, data: bytes) -> LoadedFile:
+    """One document per line: ``{"id", "title", "text", ...}``; other keys become metadata."""
+    text, _ = decode_text(data)
+    documents: list[LoadedDocument] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
+            continue
+        body = record.get("text")
+        if not isinstance(body, str) or not body.strip():
+            problems.append(f'line {number}: missing or empty "text"')
+            continue
+        doc_id = str(record.get("id") or f"{path}#{number}")
+        if doc_id in seen:
+            problems.append(f"line {number}: duplicate id {doc_id!r}")
+            continue
+        seen.add(doc_id)
+        title = str(record.get("title") or "")
+        meta = {k: v for k, v in record.items() if k not in ("id", "title", "text")}
+        canonical = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
+        documents.append(
+            LoadedDocument(
+                doc_id=doc_id,
+                title=title,
+                blocks=[Block(clean_text(body))],
+                source=str(path),
+                content_hash=sha256(canonical),
+                meta=meta,
+            )
+        )
+    if not documents and not problems:
+        raise LoadError("no documents in the file")
+    return LoadedFile(documents, problems)
+
+
+LOADERS: dict[str, Loader] = {
+    ".txt": load_txt,
+    ".text": load_txt,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+    ".jsonl": load_jsonl,
+}
+
+
+def loader_for(path: Path) -> Loader | None:
+    """The loader for ``path``'s suffix, or None when we do not read that type."""
+    return LOADERS.get(path.suffix.lower())

@@ -1,0 +1,282 @@
+"""The ingest pipeline: files → documents → chunks → vectors → one transaction per batch.
+
+:func:`ingest` is a plain iterator of :class:`IngestEvent` s, so the CLI can draw progress bars
+and a server can stream progress, from the same run. Unchanged documents (same content hash and
+chunking settings) are skipped. A batch of whole documents is written in one transaction, so a
+killed run leaves every document either in its old or in its new state, and the next run
+finishes the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from streamrag.embed import Embedder
+from streamrag.errors import LoadError
+from streamrag.ingest.chunker import ChunkDraft, chunk_blocks
+from streamrag.ingest.loaders import LOADERS, LoadedDocument, loader_for
+from streamrag.records import indexed_text
+from streamrag.retrieve.tokenize import tokenize
+from streamrag.store import ChunkWrite, DocumentWrite, Store
+
+CHUNKER_VERSION = "1"
+
+EventKind = Literal[
+    "found",  # count = files to read
+    "planned",  # count = chunks to embed for a file just read
+    "embedded",  # count = chunks embedded
+    "file",  # a file is finished: status says how
+    "removed",  # count = documents removed by --sync
+]
+FileStatus = Literal["ingested", "unchanged", "failed", "ignored"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestEvent:
+    """One step of an ingest run."""
+
+    kind: EventKind
+    count: int = 0
+    path: str | None = None
+    status: FileStatus | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What an ingest run did, summed up from its events."""
+
+    ingested: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    chunks: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def add(self, event: IngestEvent) -> None:
+        if event.kind == "embedded":
+            self.chunks += event.count
+        elif event.kind == "removed":
+            self.removed += event.count
+        elif event.kind == "file" and event.path is not None:
+            if event.status == "failed":
+                self.failed.append((event.path, event.reason or "failed"))
+            elif event.status == "ingested":
+                self.ingested.append(event.path)
+            elif event.status == "unchanged":
+                self.unchanged.append(event.path)
+            elif event.status == "ignored":
+                self.ignored.append(event.path)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Documents read and chunked, waiting for their vectors."""
+
+    writes: list[tuple[DocumentWrite, list[str]]] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    done_files: list[IngestEvent] = field(default_factory=list)
+    chunks: int = 0
+
+
+def pipeline_fingerprint(chunk_size: int, chunk_overlap: int) -> str:
+    """What besides the content decides a document's chunks; a change re-chunks it."""
+    return f"chunker={CHUNKER_VERSION};size={chunk_size};overlap={chunk_overlap}"
+
+
+def discover(
+    paths: Iterable[Path], exclude: Path | None = None
+) -> Iterator[tuple[Path, str | None]]:
+    """Files to read, each with None, or with why it is skipped.
+
+    Named files are always yielded (an unsupported type is then an error); inside folders,
+    hidden entries and anything under ``exclude`` (the data directory) are passed over and
+    unsupported types are yielded as ignored.
+    """
+    supported = ", ".join(sorted(LOADERS))
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                relative = child.relative_to(path).parts
+                if any(part.startswith(".") for part in relative) or not child.is_file():
+                    continue
+                if exclude is not None and child.resolve().is_relative_to(exclude):
+                    continue
+                yield child.resolve(), None if loader_for(child) else "ignored"
+        elif path.is_file():
+            reason = (
+                None
+                if loader_for(path)
+                else (f"unsupported file type {path.suffix or '(none)'!r}; supported: {supported}")
+            )
+            yield path.resolve(), reason
+        else:
+            yield path.absolute(), "no such file or directory"
+
+
+def chunk_id(doc_id: str, occurrence: int, text: str) -> str:
+    """A stable id from the document and the chunk's text (and which repeat of it this is)."""
+    digest = hashlib.sha256(f"{doc_id}\x00{occurrence}\x00{text}".encode()).hexdigest()
+    return digest[:24]
+
+
+def ingest(
+    paths: Sequence[Path],
+    store: Store,
+    embedder: Embedder,
+    *,
+    chunk_size: int,
+    chunk_overlap: int,
+    batch_size: int = 32,
+    commit_every: int = 64,
+    sync: bool = False,
+    exclude: Path | None = None,
+) -> Iterator[IngestEvent]:
+    """Ingest ``paths`` into ``store``, yielding progress events; see the module docstring."""
+    pipeline = pipeline_fingerprint(chunk_size, chunk_overlap)
+    candidates = list(discover(paths, exclude))
+    yield IngestEvent("found", count=sum(1 for _, why in candidates if why != "ignored"))
+    pending = _Pending()
+    seen_sources: set[str] = set()
+    for path, why in candidates:
+        source = str(path)
+        seen_sources.add(source)
+        if why is not None:
+            status: FileStatus = "ignored" if why == "ignored" else "failed"
+            yield IngestEvent("file", path=source, status=status, reason=why)
+            continue
+        try:
+            loader = loader_for(path)
+            assert loader is not None
+            loaded = loader(path, path.read_bytes())
+        except LoadError as exc:
+            yield IngestEvent("file", path=source, status="failed", reason=str(exc))
+            continue
+        except OSError as exc:
+            yield IngestEvent("file", path=source, status="failed", reason=exc.strerror or str(exc))
+            continue
+        states = store.document_states(doc.doc_id for doc in loaded.documents)
+        fresh = [
+            doc
+            for doc in loaded.documents
+            if states.get(doc.doc_id) != (doc.content_hash, pipeline)
+        ]
+        kept_ids = {doc.doc_id for doc in loaded.documents}
+        pending.delete += [i for i in store.doc_ids_by_source(source) if i not in kept_ids]
+        planned = 0
+        for doc in fresh:
+            drafts = chunk_blocks(doc.blocks, chunk_size, chunk_overlap)
+            if not drafts:
+                continue
+            pending.writes.append(_prepare(doc, drafts, pipeline))
+            pending.chunks += len(drafts)
+            planned += len(drafts)
+            if pending.chunks >= commit_every:
+                yield IngestEvent("planned", count=planned)
+                planned = 0
+                yield from _flush(pending, store, embedder, batch_size)
+        if planned:
+            yield IngestEvent("planned", count=planned)
+        if loaded.problems:
+            reason = "; ".join(loaded.problems[:5])
+            if len(loaded.problems) > 5:
+                reason += f"; and {len(loaded.problems) - 5} more"
+            done = IngestEvent("file", path=source, status="failed", reason=reason)
+        else:
+            status = "ingested" if fresh or not loaded.documents else "unchanged"
+            done = IngestEvent("file", path=source, status=status)
+        pending.done_files.append(done)
+        if not pending.writes and not pending.delete:
+            yield from _drain_done(pending)
+    yield from _flush(pending, store, embedder, batch_size)
+    if sync:
+        roots = [p.absolute() for p in paths]
+        gone = [
+            doc_id
+            for source in store.sources()
+            if source not in seen_sources and _under(Path(source), roots)
+            for doc_id in store.doc_ids_by_source(source)
+        ]
+        if gone:
+            store.delete_documents(gone)
+        yield IngestEvent("removed", count=len(gone))
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def _prepare(
+    doc: LoadedDocument, drafts: list[ChunkDraft], pipeline: str
+) -> tuple[DocumentWrite, list[str]]:
+    """Build the document's write (vectors still missing) and the texts to embed."""
+    occurrences: dict[str, int] = {}
+    chunks: list[ChunkWrite] = []
+    texts: list[str] = []
+    for ordinal, draft in enumerate(drafts):
+        occurrence = occurrences.get(draft.text, 0)
+        occurrences[draft.text] = occurrence + 1
+        indexed = indexed_text(doc.title, draft.headings, draft.text)
+        texts.append(indexed)
+        chunks.append(
+            ChunkWrite(
+                chunk_id=chunk_id(doc.doc_id, occurrence, draft.text),
+                ordinal=ordinal,
+                text=draft.text,
+                headings=draft.headings,
+                page_start=draft.page_start,
+                page_end=draft.page_end,
+                terms=tokenize(indexed),
+            )
+        )
+    write = DocumentWrite(
+        doc_id=doc.doc_id,
+        title=doc.title,
+        source=doc.source,
+        content_hash=doc.content_hash,
+        pipeline=pipeline,
+        size=sum(len(block.text) for block in doc.blocks),
+        chunks=chunks,
+        meta=doc.meta,
+    )
+    return write, texts
+
+
+def _flush(
+    pending: _Pending, store: Store, embedder: Embedder, batch_size: int
+) -> Iterator[IngestEvent]:
+    texts = [text for _, doc_texts in pending.writes for text in doc_texts]
+    parts = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        parts.append(embedder.embed_documents(batch))
+        yield IngestEvent("embedded", count=len(batch))
+    vectors = np.concatenate(parts) if parts else None
+    writes = []
+    position = 0
+    for write, doc_texts in pending.writes:
+        end = position + len(doc_texts)
+        writes.append(replace(write, vectors=vectors[position:end]))
+        position = end
+    if writes or pending.delete:
+        store.write_documents(writes, delete=pending.delete)
+    pending.writes.clear()
+    pending.delete.clear()
+    pending.chunks = 0
+    yield from _drain_done(pending)
+
+
+def _drain_done(pending: _Pending) -> Iterator[IngestEvent]:
+    yield from pending.done_files
+    pending.done_files.clear()

@@ -1,0 +1,253 @@
+"""Knowledge bases: named stores under the data directory, with ingest and search.
+
+>>> kb = KnowledgeBase("docs")
+>>> kb.ingest(["./handbook"])
+>>> kb.search("退货政策是什么？", k=3)
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamrag.config import Settings, load_settings
+from streamrag.embed import LOCAL_MODELS, Embedder, make_embedder
+from streamrag.errors import (
+    DocumentNotFound,
+    EmbeddingModelMismatch,
+    InvalidName,
+    KnowledgeBaseNotFound,
+)
+from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
+from streamrag.records import DocumentInfo, SearchHit
+from streamrag.retrieve.retriever import Mode, Retriever
+from streamrag.store import SearchFilter, SQLiteStore, Store
+
+_NAME = re.compile(r"^\w[\w.-]{0,63}$")
+_EMBEDDERS: dict[tuple[object, ...], Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeBaseInfo:
+    """A knowledge base as ``kb list`` shows it."""
+
+    name: str
+    path: Path
+    documents: int
+    chunks: int
+    embed_model: str | None
+    size_bytes: int
+
+
+def kb_dir(settings: Settings) -> Path:
+    return settings.home / "kb"
+
+
+def kb_path(settings: Settings, name: str) -> Path:
+    if not _NAME.match(name) or name.endswith(".sqlite"):
+        raise InvalidName(
+            f"invalid knowledge base name {name!r}: use 1-64 letters, digits, '_', '-' or '.',"
+            " starting with a letter or digit"
+        )
+    return kb_dir(settings) / f"{name}.sqlite"
+
+
+def shared_embedder(settings: Settings, model: str | None = None) -> Embedder:
+    """One embedder per model and endpoint for the whole process (models load once)."""
+    model = model or settings.embed_model
+    key = (model, settings.embed_base_url, settings.embed_api_key, settings.embed_threads)
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = make_embedder(settings.model_copy(update={"embed_model": model}))
+        return _EMBEDDERS[key]
+
+
+def list_knowledge_bases(settings: Settings | None = None) -> list[KnowledgeBaseInfo]:
+    settings = settings or load_settings()
+    infos = []
+    for path in sorted(kb_dir(settings).glob("*.sqlite")):
+        store = SQLiteStore(path)
+        try:
+            documents, chunks = store.count()
+            infos.append(
+                KnowledgeBaseInfo(
+                    name=path.stem,
+                    path=path,
+                    documents=documents,
+                    chunks=chunks,
+                    embed_model=store.get_meta("embed_model"),
+                    size_bytes=sum(p.stat().st_size for p in path.parent.glob(path.name + "*")),
+                )
+            )
+        finally:
+            store.close()
+    return infos
+
+
+def drop_knowledge_base(name: str, settings: Settings | None = None) -> None:
+    """Delete a knowledge base and its files."""
+    settings = settings or load_settings()
+    path = kb_path(settings, name)
+    if not path.exists():
+        raise KnowledgeBaseNotFound(f"no knowledge base named {name!r} in {kb_dir(settings)}")
+    for suffix in ("-wal", "-shm", ""):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+class KnowledgeBase:
+    """A named knowledge base: ingest files, search them, list and remove documents.
+
+    ``settings`` defaults to the environment / ``.env`` / config file. With ``create=False``
+    a missing knowledge base raises :class:`KnowledgeBaseNotFound`.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+        store: Store | None = None,
+        create: bool = True,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.name = name or self.settings.kb
+        if store is None:
+            path = kb_path(self.settings, self.name)
+            if not path.exists() and not create:
+                raise KnowledgeBaseNotFound(
+                    f"no knowledge base named {self.name!r} in {kb_dir(self.settings)}"
+                    " (create it with 'streamrag ingest PATH --kb NAME')"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store = SQLiteStore(path)
+        self.store = store
+        self._embedder = embedder
+
+    # -- embedding model -----------------------------------------------------------------
+
+    @property
+    def embed_model(self) -> str | None:
+        """The embedding model this knowledge base was built with (None while empty)."""
+        return self.store.get_meta("embed_model")
+
+    @functools.cached_property
+    def embedder(self) -> Embedder:
+        """The embedder to use here; refuses one that differs from the stored vectors'."""
+        recorded = self.embed_model
+        embedder = self._embedder
+        if embedder is None:
+            explicit = "embed_model" in self.settings.model_fields_set
+            use_recorded = recorded in LOCAL_MODELS and not explicit
+            embedder = shared_embedder(self.settings, recorded if use_recorded else None)
+        if recorded is not None and recorded != embedder.name:
+            raise EmbeddingModelMismatch(
+                f"knowledge base {self.name!r} was built with embedding model {recorded!r} "
+                f"({self.store.get_meta('embed_dim')}-d) but {embedder.name!r} is configured; "
+                f"use --embed-model {recorded.removeprefix('api:')} (or the matching "
+                f"STREAMRAG_EMBED_* settings), or re-embed with "
+                f"'streamrag kb reembed {self.name}'"
+            )
+        return embedder
+
+    def _bind_embedder(self) -> Embedder:
+        embedder = self.embedder
+        if self.embed_model is None:
+            self.store.set_meta({"embed_model": embedder.name, "embed_dim": str(embedder.dim)})
+        return embedder
+
+    def reembed(self, embedder: Embedder | None = None) -> int:
+        """Re-embed every chunk with ``embedder`` (default: the configured one), atomically."""
+        embedder = embedder or shared_embedder(self.settings)
+        vectors: dict[int, np.ndarray] = {}
+        for batch in self.store.iter_chunks(self.settings.embed_batch_size):
+            texts = [chunk.indexed_text for _, chunk in batch]
+            for (row_id, _), vector in zip(batch, embedder.embed_documents(texts), strict=True):
+                vectors[row_id] = vector
+        self.store.replace_vectors(
+            vectors, {"embed_model": embedder.name, "embed_dim": str(embedder.dim)}
+        )
+        self.__dict__.pop("embedder", None)
+        self._embedder = embedder
+        return len(vectors)
+
+    # -- ingest --------------------------------------------------------------------------
+
+    def ingest_events(
+        self, paths: Iterable[str | Path], *, sync: bool = False
+    ) -> Iterator[IngestEvent]:
+        """Ingest files and folders, yielding progress events as they happen."""
+        embedder = self._bind_embedder()
+        yield from ingest(
+            [Path(p).expanduser() for p in paths],
+            self.store,
+            embedder,
+            chunk_size=self.settings.chunk_size,
+            chunk_overlap=self.settings.chunk_overlap,
+            batch_size=self.settings.embed_batch_size,
+            sync=sync,
+            exclude=self.settings.home.resolve(),
+        )
+
+    def ingest(self, paths: Iterable[str | Path], *, sync: bool = False) -> IngestReport:
+        """Ingest files and folders; see :meth:`ingest_events` for progress."""
+        import time
+
+        started = time.perf_counter()
+        report = IngestReport()
+        for event in self.ingest_events(paths, sync=sync):
+            report.add(event)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # -- search --------------------------------------------------------------------------
+
+    @functools.cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(self.store, self.embedder)
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        mode: Mode = "hybrid",
+        where: SearchFilter | None = None,
+    ) -> list[SearchHit]:
+        """The ``k`` best chunks for ``query``."""
+        k = k or self.settings.search_top_k
+        if mode == "bm25":
+            return Retriever(self.store, None).search(query, k, mode, where)
+        if self.embed_model is None:  # nothing ingested yet
+            return []
+        return self.retriever.search(query, k, mode, where)
+
+    # -- documents -----------------------------------------------------------------------
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.store.list_documents()
+
+    def remove(self, doc: str) -> int:
+        """Remove a document by id, or every document read from a path; return the count."""
+        doc_ids = [doc] if self.store.document_states([doc]) else []
+        if not doc_ids:
+            source = str(Path(doc).expanduser().resolve())
+            doc_ids = self.store.doc_ids_by_source(source)
+        if not doc_ids:
+            raise DocumentNotFound(f"no document {doc!r} in knowledge base {self.name!r}")
+        return self.store.delete_documents(doc_ids)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,67 @@
+"""Search a knowledge base by vector, by BM25, or both fused (the default)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from streamrag.embed import Embedder
+from streamrag.records import SearchHit
+from streamrag.retrieve.fusion import fuse
+from streamrag.retrieve.tokenize import tokenize
+from streamrag.store import SearchFilter, Store
+
+Mode = Literal["hybrid", "vector", "bm25"]
+MODES: tuple[str, ...] = get_args(Mode)
+
+
+class Retriever:
+    """Ranks a store's chunks for a query.
+
+    ``candidates`` is how deep each ranking is read before fusion (and at least ``k``).
+    """
+
+    def __init__(self, store: Store, embedder: Embedder | None, candidates: int = 50) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.candidates = candidates
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        where: SearchFilter | None = None,
+    ) -> list[SearchHit]:
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        depth = max(self.candidates, k)
+        vector: list[tuple[int, float]] = []
+        keyword: list[tuple[int, float]] = []
+        if mode in ("hybrid", "vector"):
+            if self.embedder is None:
+                raise ValueError("vector search needs an embedder")
+            vector = self.store.vector_search(self.embedder.embed_query(query), depth, where)
+        if mode in ("hybrid", "bm25"):
+            keyword = self.store.keyword_search(tokenize(query), depth, where)
+        if mode == "vector":
+            ranked = vector[:k]
+        elif mode == "bm25":
+            ranked = keyword[:k]
+        else:
+            ranked = fuse(keyword, vector)[:k]
+        chunks = self.store.get_chunks([row_id for row_id, _ in ranked])
+        vector_scores = dict(vector)
+        bm25_scores = dict(keyword)
+        return [
+            SearchHit(
+                chunk=chunks[row_id],
+                score=score,
+                rank=rank,
+                vector_score=vector_scores.get(row_id),
+                bm25_score=bm25_scores.get(row_id),
+            )
+            for rank, (row_id, score) in enumerate(ranked, start=1)
+            if row_id in chunks
+        ]

@@ -1,0 +1,45 @@
+"""The BM25 tokenizer: Chinese word segmentation (jieba-rs) and stemmed English words.
+
+The same function runs at index time and at query time, so both sides always agree.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+
+import rjieba
+import Stemmer
+
+_HAS_WORD_CHAR = re.compile(r"\w")
+_STEMMER = Stemmer.Stemmer("english")
+
+# Function words that only add noise and long posting lists. Kept short on purpose:
+# a word a user may really search for (e.g. "not", "没有") stays searchable.
+STOPWORDS = frozenset(
+    """
+    a an the of to in on at for by with from and or is are was were be been being do does did
+    what which who whom whose when where why how that this these those it its as into than then
+    there their they he she his her i you we our your about also
+    的 了 是 在 和 与 及 或 也 都 就 而 之 于 被 把 对 从 由 为 以 其 这 那 这个 那个 什么 哪 哪个
+    哪些 哪里 谁 多少 几 吗 呢 吧 啊 怎么 怎样 如何 为什么 是否 请问
+    """.split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Split ``text`` into normalized BM25 terms (NFKC, lower case, stemmed, no stopwords)."""
+    return list(_terms(text))
+
+
+def _terms(text: str) -> Iterator[str]:
+    normalized = unicodedata.normalize("NFKC", text).lower()
+    for word in rjieba.cut(normalized):
+        word = word.strip()
+        if not word or not _HAS_WORD_CHAR.search(word):
+            continue
+        if word.isascii():
+            word = _STEMMER.stemWord(word)
+        if word not in STOPWORDS:
+            yield word

@@ -1,0 +1,360 @@
+"""The embedded store: one SQLite file per knowledge base, WAL mode, FTS5 for BM25.
+
+SQLite is the source of truth for documents, chunk text and vectors. The BM25 index is an FTS5
+table written in the same transactions; the vector index is an in-memory matrix rebuilt from
+the stored vectors whenever the knowledge base's ``generation`` has moved on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrag.records import Chunk, DocumentInfo
+from streamrag.store.base import ChunkWrite, DocumentWrite, SearchFilter
+from streamrag.store.vectors import VectorIndex
+
+SCHEMA_VERSION = "1"
+BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id       TEXT PRIMARY KEY,
+    title        TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    pipeline     TEXT NOT NULL,
+    meta         TEXT NOT NULL DEFAULT '{}',
+    size         INTEGER NOT NULL,
+    n_chunks     INTEGER NOT NULL,
+    ingested_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_source ON documents(source);
+CREATE TABLE IF NOT EXISTS chunks (
+    id         INTEGER PRIMARY KEY,
+    chunk_id   TEXT NOT NULL UNIQUE,
+    doc_id     TEXT NOT NULL REFERENCES documents(doc_id),
+    ordinal    INTEGER NOT NULL,
+    text       TEXT NOT NULL,
+    headings   TEXT NOT NULL,
+    page_start INTEGER,
+    page_end   INTEGER,
+    embedding  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    terms, tokenize = 'unicode61 remove_diacritics 0'
+);
+"""
+
+_CHUNK_COLUMNS = (
+    "c.chunk_id, c.doc_id, c.ordinal, c.text, c.headings, c.page_start, c.page_end, "
+    "d.title, d.source"
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SQLiteStore:
+    """A knowledge base in one SQLite file. Safe to share between threads and processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._vectors = VectorIndex()
+        self._vectors_lock = threading.Lock()
+        self._db().executescript(_SCHEMA)  # idempotent; executescript commits by itself
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO kb_meta VALUES ('schema_version', ?), ('generation', '0'),"
+                " ('created_at', ?)",
+                (SCHEMA_VERSION, _now()),
+            )
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._local.db = db
+        return db
+
+    class _Tx:
+        def __init__(self, store: SQLiteStore) -> None:
+            self.store = store
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.store._write_lock.acquire()
+            db = self.store._db()
+            db.execute("BEGIN IMMEDIATE")
+            return db
+
+        def __exit__(self, exc_type: Any, *_: Any) -> None:
+            db = self.store._db()
+            try:
+                if exc_type is None:
+                    db.execute(
+                        "UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 "
+                        "WHERE key = 'generation'"
+                    )
+                    db.execute("COMMIT")
+                else:
+                    db.execute("ROLLBACK")
+            finally:
+                self.store._write_lock.release()
+
+    def _transaction(self) -> SQLiteStore._Tx:
+        """A write transaction that bumps ``generation``; rolled back on any error."""
+        return SQLiteStore._Tx(self)
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- metadata ------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db().execute("SELECT value FROM kb_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", values.items())
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    # -- documents -----------------------------------------------------------------------
+
+    def document_states(self, doc_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """``doc_id -> (content_hash, pipeline)`` for those of ``doc_ids`` that are stored."""
+        ids = list(doc_ids)
+        found: dict[str, tuple[str, str]] = {}
+        db = self._db()
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for doc_id, digest, pipeline in db.execute(
+                f"SELECT doc_id, content_hash, pipeline FROM documents WHERE doc_id IN ({marks})",
+                part,
+            ):
+                found[doc_id] = (digest, pipeline)
+        return found
+
+    def doc_ids_by_source(self, source: str) -> list[str]:
+        rows = self._db().execute("SELECT doc_id FROM documents WHERE source = ?", (source,))
+        return [row[0] for row in rows]
+
+    def sources(self) -> list[str]:
+        return [row[0] for row in self._db().execute("SELECT DISTINCT source FROM documents")]
+
+    def list_documents(self) -> list[DocumentInfo]:
+        rows = self._db().execute(
+            "SELECT doc_id, title, source, content_hash, pipeline, size, n_chunks, ingested_at,"
+            " meta FROM documents ORDER BY source, doc_id"
+        )
+        return [DocumentInfo(*row[:8], meta=json.loads(row[8])) for row in rows]
+
+    def count(self) -> tuple[int, int]:
+        """``(documents, chunks)``."""
+        db = self._db()
+        docs = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return docs, chunks
+
+    def write_documents(self, writes: Sequence[DocumentWrite], delete: Iterable[str] = ()) -> None:
+        """Replace each document with its new chunks and delete others, in one transaction."""
+        with self._transaction() as db:
+            for doc_id in delete:
+                _delete_document(db, doc_id)
+            for write in writes:
+                _delete_document(db, write.doc_id)
+                db.execute(
+                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        write.doc_id,
+                        write.title,
+                        write.source,
+                        write.content_hash,
+                        write.pipeline,
+                        json.dumps(write.meta, ensure_ascii=False),
+                        write.size,
+                        len(write.chunks),
+                        _now(),
+                    ),
+                )
+                if write.vectors is None or len(write.vectors) != len(write.chunks):
+                    raise ValueError(f"{write.doc_id}: one vector per chunk is required")
+                for chunk, vector in zip(write.chunks, write.vectors, strict=True):
+                    _insert_chunk(db, write.doc_id, chunk, vector)
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> int:
+        """Delete documents with their chunks; return how many existed."""
+        removed = 0
+        with self._transaction() as db:
+            for doc_id in doc_ids:
+                removed += _delete_document(db, doc_id)
+        return removed
+
+    # -- chunks and search ---------------------------------------------------------------
+
+    def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        """Chunks by their row id (the id the indexes return)."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._db().execute(
+            f"SELECT c.id, {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
+            f" WHERE c.id IN ({marks})",
+            list(ids),
+        )
+        return {row[0]: _chunk(row[1:]) for row in rows}
+
+    def get_chunk(self, chunk_id: str) -> Chunk | None:
+        row = (
+            self._db()
+            .execute(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
+                " WHERE c.chunk_id = ?",
+                (chunk_id,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _chunk(row)
+
+    def iter_chunks(self, batch: int = 256) -> Iterable[list[tuple[int, Chunk]]]:
+        """All chunks in row order, in lists of ``batch`` (for re-embedding)."""
+        last = 0
+        while True:
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT c.id, {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
+                    " WHERE c.id > ? ORDER BY c.id LIMIT ?",
+                    (last, batch),
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(row[0], _chunk(row[1:])) for row in rows]
+
+    def replace_vectors(self, vectors: dict[int, np.ndarray], meta: dict[str, str]) -> None:
+        """Swap every chunk's vector and the model metadata in one transaction."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE chunks SET embedding = ? WHERE id = ?",
+                ((np.asarray(v, dtype=np.float32).tobytes(), i) for i, v in vectors.items()),
+            )
+            db.executemany("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", meta.items())
+
+    def allowed_ids(self, where: SearchFilter | None) -> np.ndarray | None:
+        """Row ids of the chunks a filter lets through (None: no filter)."""
+        if where is None or where.is_empty():
+            return None
+        sql, params = where.to_sql()
+        rows = self._db().execute(
+            f"SELECT c.id FROM chunks c JOIN documents d USING (doc_id) WHERE {sql}", params
+        )
+        return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def keyword_search(
+        self, terms: Sequence[str], k: int, where: SearchFilter | None = None
+    ) -> list[tuple[int, float]]:
+        """BM25 over the FTS5 index: ``(row id, score)`` best first, higher is better."""
+        if not terms:
+            return []
+        query = " OR ".join('"' + term.replace('"', '""') + '"' for term in dict.fromkeys(terms))
+        sql = "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?"
+        params: list[Any] = [query]
+        if where is not None and not where.is_empty():
+            filter_sql, filter_params = where.to_sql()
+            sql += (
+                " AND rowid IN (SELECT c.id FROM chunks c JOIN documents d USING (doc_id)"
+                f" WHERE {filter_sql})"
+            )
+            params += filter_params
+        sql += " ORDER BY rank LIMIT ?"
+        params.append(k)
+        return [(int(i), float(s)) for i, s in self._db().execute(sql, params)]
+
+    def vector_search(
+        self, query: np.ndarray, k: int, where: SearchFilter | None = None
+    ) -> list[tuple[int, float]]:
+        """Exact cosine search: ``(row id, similarity)`` best first."""
+        index = self._current_vectors()
+        return index.search(query, k, self.allowed_ids(where))
+
+    def _current_vectors(self) -> VectorIndex:
+        generation = self.generation()
+        with self._vectors_lock:
+            if self._vectors.generation != generation:
+                rows = self._db().execute("SELECT id, embedding FROM chunks ORDER BY id")
+                self._vectors = VectorIndex.from_rows(rows, generation)
+            return self._vectors
+
+
+def _delete_document(db: sqlite3.Connection, doc_id: str) -> int:
+    db.execute(
+        "DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE doc_id = ?)",
+        (doc_id,),
+    )
+    db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+    return db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount
+
+
+def _insert_chunk(
+    db: sqlite3.Connection, doc_id: str, chunk: ChunkWrite, vector: np.ndarray
+) -> None:
+    cursor = db.execute(
+        "INSERT INTO chunks (chunk_id, doc_id, ordinal, text, headings, page_start, page_end,"
+        " embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            chunk.chunk_id,
+            doc_id,
+            chunk.ordinal,
+            chunk.text,
+            json.dumps(list(chunk.headings), ensure_ascii=False),
+            chunk.page_start,
+            chunk.page_end,
+            np.asarray(vector, dtype=np.float32).tobytes(),
+        ),
+    )
+    db.execute(
+        "INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)",
+        (cursor.lastrowid, " ".join(chunk.terms)),
+    )
+
+
+def _chunk(row: Sequence[Any]) -> Chunk:
+    chunk_id, doc_id, ordinal, text, headings, page_start, page_end, title, source = row
+    return Chunk(
+        chunk_id=chunk_id,
+        doc_id=doc_id,
+        ordinal=ordinal,
+        text=text,
+        headings=tuple(json.loads(headings)),
+        page_start=page_start,
+        page_end=page_end,
+        title=title,
+        source=source,
+    )

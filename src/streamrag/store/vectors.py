@@ -1,0 +1,57 @@
+"""Exact in-memory vector search over the vectors a store holds (normalized, so dot = cosine)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+class VectorIndex:
+    """A matrix of vectors and their row ids, tagged with the store generation it reflects."""
+
+    def __init__(
+        self,
+        ids: np.ndarray | None = None,
+        matrix: np.ndarray | None = None,
+        generation: int = -1,
+    ) -> None:
+        self.ids = ids if ids is not None else np.empty(0, dtype=np.int64)
+        self.matrix = matrix if matrix is not None else np.empty((0, 0), dtype=np.float32)
+        self.generation = generation
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, bytes]], generation: int) -> VectorIndex:
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for row_id, blob in rows:
+            ids.append(row_id)
+            blobs.append(blob)
+        if not ids:
+            return cls(generation=generation)
+        flat = np.frombuffer(b"".join(blobs), dtype=np.float32)
+        matrix = flat.reshape(len(ids), -1)
+        return cls(np.asarray(ids, dtype=np.int64), matrix, generation)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """The ``k`` most similar rows, optionally only among ``allowed`` row ids."""
+        if len(self.ids) == 0 or k <= 0:
+            return []
+        ids: Any = self.ids
+        matrix = self.matrix
+        if allowed is not None:
+            mask = np.isin(self.ids, allowed)
+            ids, matrix = self.ids[mask], self.matrix[mask]
+            if len(ids) == 0:
+                return []
+        scores = matrix @ np.asarray(query, dtype=np.float32)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(int(ids[i]), float(scores[i])) for i in top]
