@@ -1,11 +1,11 @@
 import json
 from pathlib import Path
 
-from conftest import HashEmbedder
-from fixtures import make_docx, make_pdf
-
 from streamrag import KnowledgeBase
 from streamrag.config import Settings
+
+from conftest import HashEmbedder
+from fixtures import make_docx, make_pdf
 
 POLICY = "退货政策：自收到商品之日起七天内可以无理由退货。请保留发票。"
 

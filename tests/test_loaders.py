@@ -2,7 +2,6 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures import CJK_FONT, make_docx, make_pdf
 
 from streamrag.errors import LoadError
 from streamrag.ingest.decode import decode_text
@@ -14,6 +13,8 @@ from streamrag.ingest.loaders import (
     load_pdf,
     load_txt,
 )
+
+from fixtures import CJK_FONT, make_docx, make_pdf
 
 POLICY = "退货政策：自收到商品之日起七天内可以无理由退货。请保留发票。"
 POLICY_TW = "退貨政策：自收到商品之日起七天內可以無理由退貨。請保留發票。"
@@ -41,6 +42,14 @@ def test_text_encodings_are_detected(tmp_path: Path, text: str, encoding: str) -
     [doc] = load(load_txt, path).documents
     assert doc.blocks[0].text == text
     assert doc.title == "policy"
+
+
+def test_a_short_first_line_of_a_text_file_is_its_title(tmp_path: Path) -> None:
+    path = tmp_path / "ship.txt"
+    path.write_text("配送说明\n\n" + POLICY, encoding="utf-8")
+    assert load(load_txt, path).documents[0].title == "配送说明"
+    path.write_text(POLICY + "\n" + POLICY, encoding="utf-8")
+    assert load(load_txt, path).documents[0].title == "ship"
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     kb: str = Field("default", description="Knowledge base used when none is named.")
 
     embed_model: str = Field(
-        "use-m3",
+        "e5-small",
         description="Embedding model: 'use-m3' or 'e5-small' (bundled), or the model name of "
         "an OpenAI-compatible endpoint when embed_base_url is set.",
     )

@@ -65,9 +65,23 @@ def _single(path: Path, data: bytes, title: str, blocks: list[Block], **meta: An
     return LoadedFile([doc])
 
 
+_TITLE_MAX = 60
+_SENTENCE_PUNCTUATION = tuple("。！？；.!?;，,")
+
+
 def load_txt(path: Path, data: bytes) -> LoadedFile:
     text, encoding = decode_text(data)
-    return _single(path, data, path.stem, [Block(clean_text(text))], encoding=encoding)
+    text = clean_text(text)
+    return _single(path, data, _first_line_title(text), [Block(text)], encoding=encoding)
+
+
+def _first_line_title(text: str) -> str:
+    """A short first line that is not a sentence, followed by more text, is a title."""
+    first, _, rest = text.partition("\n")
+    first = first.strip()
+    if rest.strip() and len(first) <= _TITLE_MAX and not first.endswith(_SENTENCE_PUNCTUATION):
+        return first
+    return ""
 
 
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
