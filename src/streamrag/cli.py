@@ -381,6 +381,33 @@ def eval_retrieval(
     console.print(table)
 
 
+@app.command()
+def demo(
+    ctx: typer.Context,
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base to build.")] = "demo",
+) -> None:
+    """Ingest the bundled bilingual sample documents and search them with sample questions."""
+    from streamrag.sample import DOCS, questions
+
+    try:
+        with KnowledgeBase(kb, settings=_settings(ctx)) as base:
+            report = run_with_progress(base.ingest_events([DOCS]))
+            if not report.ok:
+                raise _fail(f"could not ingest the sample documents: {report.failed}")
+            console.print(f"knowledge base {kb!r}: {len(base.documents())} documents from {DOCS}\n")
+            for question in questions():
+                [hit] = base.search(question.question, k=1)
+                location = f" · {hit.chunk.location}" if hit.chunk.location else ""
+                console.print(f"[bold]Q:[/bold] {escape(question.question)}")
+                console.print(
+                    f"   [cyan]{hit.score:.4f}[/cyan] {escape(Path(hit.chunk.source).name)}"
+                    f"{escape(location)}: {escape(hit.chunk.text[:120])}",
+                    highlight=False,
+                )
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+
+
 def main() -> None:
     """Entry point of the ``streamrag`` script."""
     try:
