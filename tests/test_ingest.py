@@ -216,3 +216,18 @@ def test_pdf_chunks_carry_their_pages(fake_kb: KnowledgeBase, tmp_path: Path) ->
     )
     [hit] = fake_kb.search("shipping", k=1, mode="bm25")
     assert hit.chunk.page_end == 2
+
+
+def test_a_new_tokenizer_version_rebuilds_the_bm25_index_from_stored_text(
+    fake_kb: KnowledgeBase, settings: Settings, tmp_path: Path
+) -> None:
+    from streamrag.retrieve.tokenize import TOKENIZER_VERSION
+
+    fake_kb.ingest([write(tmp_path / "a.txt", "Refunds arrive within three days.")])
+    fake_kb.store.replace_terms({}, {"bm25_tokenizer": "0"})  # an index from an old tokenizer
+    assert fake_kb.search("refunds", mode="bm25") == []
+
+    with KnowledgeBase("test", settings=settings, embedder=HashEmbedder()) as reopened:
+        assert reopened.store.get_meta("bm25_tokenizer") == TOKENIZER_VERSION
+        [hit] = reopened.search("refunds", mode="bm25")
+        assert hit.chunk.text == "Refunds arrive within three days."

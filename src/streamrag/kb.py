@@ -27,6 +27,7 @@ from streamrag.errors import (
 from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
 from streamrag.records import DocumentInfo, SearchHit
 from streamrag.retrieve.retriever import Mode, Retriever
+from streamrag.retrieve.tokenize import TOKENIZER_VERSION, tokenize
 from streamrag.store import SearchFilter, SQLiteStore, Store
 
 _NAME = re.compile(r"^\w[\w.-]{0,63}$")
@@ -130,6 +131,17 @@ class KnowledgeBase:
             store = SQLiteStore(path)
         self.store = store
         self._embedder = embedder
+        if self.store.get_meta("bm25_tokenizer") != TOKENIZER_VERSION:
+            self._rebuild_keyword_index()
+
+    def _rebuild_keyword_index(self) -> None:
+        """Re-derive every chunk's BM25 terms from its stored text (the tokenizer changed)."""
+        terms = {
+            row_id: tokenize(chunk.indexed_text)
+            for batch in self.store.iter_chunks()
+            for row_id, chunk in batch
+        }
+        self.store.replace_terms(terms, {"bm25_tokenizer": TOKENIZER_VERSION})
 
     # -- embedding model -----------------------------------------------------------------
 

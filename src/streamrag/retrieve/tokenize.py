@@ -12,7 +12,11 @@ from collections.abc import Iterator
 import rjieba
 import Stemmer
 
+# Bump when the terms change: stores rebuild their BM25 index from the stored chunk text.
+TOKENIZER_VERSION = "3"
+
 _HAS_WORD_CHAR = re.compile(r"\w")
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _STEMMER = Stemmer.Stemmer("english")
 
 # Function words that only add noise and long posting lists. Kept short on purpose:
@@ -29,7 +33,12 @@ STOPWORDS = frozenset(
 
 
 def tokenize(text: str) -> list[str]:
-    """Split ``text`` into normalized BM25 terms (NFKC, lower case, stemmed, no stopwords)."""
+    """Split ``text`` into normalized BM25 terms (NFKC, lower case, stemmed, no stopwords).
+
+    A Chinese word also yields its characters, so a name that jieba splits differently in
+    the question and in the passage still matches (measured: MRR@10 +0.007 on cmrc2018,
+    +0.015 on rgb-zh-int over words alone).
+    """
     return list(_terms(text))
 
 
@@ -40,6 +49,11 @@ def _terms(text: str) -> Iterator[str]:
         if not word or not _HAS_WORD_CHAR.search(word):
             continue
         if word.isascii():
+            if len(word) == 1 and word.isalpha():  # the "s" of "women's", the "t" of "don't"
+                continue
             word = _STEMMER.stemWord(word)
-        if word not in STOPWORDS:
-            yield word
+        if word in STOPWORDS:
+            continue
+        yield word
+        if len(word) > 1 and _CJK_CHAR.match(word):
+            yield from (char for char in word if _CJK_CHAR.match(char) and char not in STOPWORDS)

@@ -267,6 +267,16 @@ class SQLiteStore:
             )
             db.executemany("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", meta.items())
 
+    def replace_terms(self, terms: dict[int, list[str]], meta: dict[str, str]) -> None:
+        """Rebuild the BM25 index from new terms for every chunk, in one transaction."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM chunks_fts")
+            db.executemany(
+                "INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)",
+                ((row_id, " ".join(words)) for row_id, words in terms.items()),
+            )
+            db.executemany("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", meta.items())
+
     def allowed_ids(self, where: SearchFilter | None) -> np.ndarray | None:
         """Row ids of the chunks a filter lets through (None: no filter)."""
         if where is None or where.is_empty():
