@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal, get_args
 
 from streamrag.embed import Embedder
@@ -12,6 +13,9 @@ from streamrag.store import SearchFilter, Store
 
 Mode = Literal["hybrid", "vector", "bm25"]
 MODES: tuple[str, ...] = get_args(Mode)
+
+# BM25 runs here while the calling thread embeds the query (both release the GIL).
+_KEYWORD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="streamrag-bm25")
 
 
 class Retriever:
@@ -39,12 +43,17 @@ class Retriever:
         depth = max(self.candidates, k)
         vector: list[tuple[int, float]] = []
         keyword: list[tuple[int, float]] = []
+        pending: Future[list[tuple[int, float]]] | None = None
+        if mode in ("hybrid", "bm25"):
+            pending = _KEYWORD_POOL.submit(
+                self.store.keyword_search, tokenize(query), depth, where
+            )
         if mode in ("hybrid", "vector"):
             if self.embedder is None:
                 raise ValueError("vector search needs an embedder")
             vector = self.store.vector_search(self.embedder.embed_query(query), depth, where)
-        if mode in ("hybrid", "bm25"):
-            keyword = self.store.keyword_search(tokenize(query), depth, where)
+        if pending is not None:
+            keyword = pending.result()
         if mode == "vector":
             ranked = vector[:k]
         elif mode == "bm25":

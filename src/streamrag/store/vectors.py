@@ -50,7 +50,10 @@ class VectorIndex:
             ids, matrix = self.ids[mask], self.matrix[mask]
             if len(ids) == 0:
                 return []
-        scores = matrix @ np.asarray(query, dtype=np.float32)
+        # einsum, not ``@``: BLAS would wake its thread pool, whose spinning threads then
+        # slow the next query embedding by ~20 ms on two cores (measured); one core does a
+        # 100k x 384 product in ~13 ms either way.
+        scores = np.einsum("ij,j->i", matrix, np.asarray(query, dtype=np.float32))
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
