@@ -81,13 +81,27 @@ class IngestReport:
 
 
 @dataclass(slots=True)
-class _Pending:
-    """Documents read and chunked, waiting for their vectors."""
+class _Entry:
+    """A document waiting for its vectors, or the end of a file (``write`` None)."""
 
-    writes: list[tuple[DocumentWrite, list[str]]] = field(default_factory=list)
+    write: DocumentWrite | None = None
+    texts: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
-    done_files: list[IngestEvent] = field(default_factory=list)
-    chunks: int = 0
+    done: IngestEvent | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Entries in file order; ``vectors`` holds the embeddings of their first texts.
+
+    Texts are embedded in full batches as they come; entries whose texts all have vectors
+    are written together once there are ``commit_every`` chunks of them (or at the end);
+    entries with nothing to embed (unchanged files) are passed on at once.
+    """
+
+    entries: list[_Entry] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # texts of all entries, in order
 
 
 def pipeline_fingerprint(chunk_size: int, chunk_overlap: int) -> str:
@@ -173,21 +187,16 @@ def ingest(
             if states.get(doc.doc_id) != (doc.content_hash, pipeline)
         ]
         kept_ids = {doc.doc_id for doc in loaded.documents}
-        pending.delete += [i for i in store.doc_ids_by_source(source) if i not in kept_ids]
-        planned = 0
+        stale = [i for i in store.doc_ids_by_source(source) if i not in kept_ids]
         for doc in fresh:
             drafts = chunk_blocks(doc.blocks, chunk_size, chunk_overlap)
             if not drafts:
                 continue
-            pending.writes.append(_prepare(doc, drafts, pipeline))
-            pending.chunks += len(drafts)
-            planned += len(drafts)
-            if pending.chunks >= commit_every:
-                yield IngestEvent("planned", count=planned)
-                planned = 0
-                yield from _flush(pending, store, embedder, batch_size)
-        if planned:
-            yield IngestEvent("planned", count=planned)
+            write, texts = _prepare(doc, drafts, pipeline)
+            pending.entries.append(_Entry(write, texts))
+            pending.texts += texts
+            yield IngestEvent("planned", count=len(texts))
+            yield from _advance(pending, store, embedder, batch_size, commit_every)
         if loaded.problems:
             reason = "; ".join(loaded.problems[:5])
             if len(loaded.problems) > 5:
@@ -196,10 +205,9 @@ def ingest(
         else:
             status = "ingested" if fresh or not loaded.documents else "unchanged"
             done = IngestEvent("file", path=source, status=status)
-        pending.done_files.append(done)
-        if not pending.writes and not pending.delete:
-            yield from _drain_done(pending)
-    yield from _flush(pending, store, embedder, batch_size)
+        pending.entries.append(_Entry(delete=stale, done=done))
+        yield from _advance(pending, store, embedder, batch_size, commit_every)
+    yield from _advance(pending, store, embedder, batch_size, commit_every, final=True)
     if sync:
         roots = [p.absolute() for p in paths]
         gone = [
@@ -253,30 +261,37 @@ def _prepare(
     return write, texts
 
 
-def _flush(
-    pending: _Pending, store: Store, embedder: Embedder, batch_size: int
+def _advance(
+    pending: _Pending,
+    store: Store,
+    embedder: Embedder,
+    batch_size: int,
+    commit_every: int,
+    final: bool = False,
 ) -> Iterator[IngestEvent]:
-    texts = [text for _, doc_texts in pending.writes for text in doc_texts]
-    parts = []
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
-        parts.append(embedder.embed_documents(batch))
+    """Embed the full batches that are waiting, then write the entries that are complete."""
+    while len(pending.texts) - len(pending.vectors) >= (1 if final else batch_size):
+        start = len(pending.vectors)
+        batch = pending.texts[start : start + batch_size]
+        pending.vectors.extend(embedder.embed_documents(batch))
         yield IngestEvent("embedded", count=len(batch))
-    vectors = np.concatenate(parts) if parts else None
-    writes = []
-    position = 0
-    for write, doc_texts in pending.writes:
-        end = position + len(doc_texts)
-        writes.append(replace(write, vectors=vectors[position:end]))
-        position = end
-    if writes or pending.delete:
-        store.write_documents(writes, delete=pending.delete)
-    pending.writes.clear()
-    pending.delete.clear()
-    pending.chunks = 0
-    yield from _drain_done(pending)
-
-
-def _drain_done(pending: _Pending) -> Iterator[IngestEvent]:
-    yield from pending.done_files
-    pending.done_files.clear()
+    ready, chunks, embedded = 0, 0, len(pending.vectors)
+    for entry in pending.entries:
+        if chunks + len(entry.texts) > embedded:
+            break
+        ready += 1
+        chunks += len(entry.texts)
+    if not ready or not (final or chunks >= commit_every or chunks == 0):
+        return
+    entries = pending.entries[:ready]
+    writes, position = [], 0
+    for entry in entries:
+        if entry.write is not None:
+            end = position + len(entry.texts)
+            writes.append(replace(entry.write, vectors=np.stack(pending.vectors[position:end])))
+            position = end
+    deletes = [doc_id for entry in entries for doc_id in entry.delete]
+    if writes or deletes:
+        store.write_documents(writes, delete=deletes)
+    del pending.entries[:ready], pending.vectors[:chunks], pending.texts[:chunks]
+    yield from (entry.done for entry in entries if entry.done is not None)

@@ -45,9 +45,7 @@ class Retriever:
         keyword: list[tuple[int, float]] = []
         pending: Future[list[tuple[int, float]]] | None = None
         if mode in ("hybrid", "bm25"):
-            pending = _KEYWORD_POOL.submit(
-                self.store.keyword_search, tokenize(query), depth, where
-            )
+            pending = _KEYWORD_POOL.submit(self.store.keyword_search, tokenize(query), depth, where)
         if mode in ("hybrid", "vector"):
             if self.embedder is None:
                 raise ValueError("vector search needs an embedder")
