@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -135,6 +136,15 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Print a streamrag error as one red line and exit with status 1."""
+    try:
+        yield
+    except StreamragError as exc:
+        raise _fail(str(exc)) from exc
+
+
 @app.command()
 def ingest(
     ctx: typer.Context,
@@ -152,12 +162,10 @@ def ingest(
     Unchanged documents are skipped; changed ones are replaced. Exits with 1 when some
     files failed (they are named with the reason; the others are ingested).
     """
-    try:
+    with _reported():
         settings = _settings(ctx, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
         with KnowledgeBase(kb, settings=settings) as base:
             report = run_with_progress(base.ingest_events(paths, sync=sync), show=not as_json)
-    except StreamragError as exc:
-        raise _fail(str(exc)) from exc
     if as_json:
         print(json.dumps(_report_dict(report), ensure_ascii=False, indent=2))
     else:
@@ -205,11 +213,8 @@ def search(
     where = SearchFilter(
         doc_ids=tuple(doc or ()), source_glob=path, meta=tuple(_parse_meta(meta or []))
     )
-    try:
-        with KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
-            hits = base.search(query, k=k, mode=mode, where=where)  # type: ignore[arg-type]
-    except StreamragError as exc:
-        raise _fail(str(exc)) from exc
+    with _reported(), KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
+        hits = base.search(query, k=k, mode=mode, where=where)  # type: ignore[arg-type]
     if as_json:
         print(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
@@ -267,11 +272,8 @@ def kb_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 @kb_app.command("docs")
 def kb_docs(ctx: typer.Context, kb: KbOption = None, as_json: JsonOption = False) -> None:
     """List the documents of a knowledge base."""
-    try:
-        with KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
-            docs = base.documents()
-    except StreamragError as exc:
-        raise _fail(str(exc)) from exc
+    with _reported(), KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
+        docs = base.documents()
     if as_json:
         rows = [
             {
@@ -302,11 +304,8 @@ def kb_rm(
     kb: KbOption = None,
 ) -> None:
     """Remove a document (or every document read from a file) from a knowledge base."""
-    try:
-        with KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
-            removed = base.remove(doc)
-    except StreamragError as exc:
-        raise _fail(str(exc)) from exc
+    with _reported(), KnowledgeBase(kb, settings=_settings(ctx), create=False) as base:
+        removed = base.remove(doc)
     console.print(f"removed {removed} document{'s' if removed != 1 else ''}")
 
 
@@ -316,10 +315,8 @@ def kb_drop(
     name: Annotated[str, typer.Argument(help="Knowledge base to delete.")],
 ) -> None:
     """Delete a knowledge base with all its documents."""
-    try:
+    with _reported():
         drop_knowledge_base(name, _settings(ctx))
-    except StreamragError as exc:
-        raise _fail(str(exc)) from exc
     console.print(f"dropped knowledge base {name!r}")
 
 
@@ -329,11 +326,8 @@ def kb_reembed(
     name: Annotated[str, typer.Argument(help="Knowledge base to re-embed.")],
 ) -> None:
     """Re-embed every chunk with the configured embedding model (--embed-model)."""
-    try:
-        with KnowledgeBase(name, settings=_settings(ctx), create=False) as base:
-            count = base.reembed()
-    except StreamragError as exc:
-        raise _fail(str(exc)) from exc
+    with _reported(), KnowledgeBase(name, settings=_settings(ctx), create=False) as base:
+        count = base.reembed()
     console.print(f"re-embedded {count} chunks of {name!r}")
 
 
@@ -355,7 +349,7 @@ def eval_retrieval(
     for mode in chosen:
         if mode not in MODES:
             raise typer.BadParameter(f"choose from {', '.join(MODES)}", param_hint="--mode")
-    try:
+    with _reported():
         queries = load_queries(data / "queries.jsonl", limit)
         with prepare_kb(data, _settings(ctx), kb) as base:
             report = run_with_progress(
@@ -364,8 +358,6 @@ def eval_retrieval(
             if not report.ok:
                 raise _fail(f"could not ingest {data / 'corpus.jsonl'}: {report.failed}")
             results = evaluate(base, queries, chosen)  # type: ignore[arg-type]
-    except StreamragError as exc:
-        raise _fail(str(exc)) from exc
     if as_json:
         print(json.dumps(results, indent=2))
         return
@@ -389,23 +381,20 @@ def demo(
     """Ingest the bundled bilingual sample documents and search them with sample questions."""
     from streamrag.sample import DOCS, questions
 
-    try:
-        with KnowledgeBase(kb, settings=_settings(ctx)) as base:
-            report = run_with_progress(base.ingest_events([DOCS]))
-            if not report.ok:
-                raise _fail(f"could not ingest the sample documents: {report.failed}")
-            console.print(f"knowledge base {kb!r}: {len(base.documents())} documents from {DOCS}\n")
-            for question in questions():
-                [hit] = base.search(question.question, k=1)
-                location = f" · {hit.chunk.location}" if hit.chunk.location else ""
-                console.print(f"[bold]Q:[/bold] {escape(question.question)}")
-                console.print(
-                    f"   [cyan]{hit.score:.4f}[/cyan] {escape(Path(hit.chunk.source).name)}"
-                    f"{escape(location)}: {escape(hit.chunk.text[:120])}",
-                    highlight=False,
-                )
-    except StreamragError as exc:
-        raise _fail(str(exc)) from exc
+    with _reported(), KnowledgeBase(kb, settings=_settings(ctx)) as base:
+        report = run_with_progress(base.ingest_events([DOCS]))
+        if not report.ok:
+            raise _fail(f"could not ingest the sample documents: {report.failed}")
+        console.print(f"knowledge base {kb!r}: {len(base.documents())} documents from {DOCS}\n")
+        for question in questions():
+            [hit] = base.search(question.question, k=1)
+            location = f" · {hit.chunk.location}" if hit.chunk.location else ""
+            console.print(f"[bold]Q:[/bold] {escape(question.question)}")
+            console.print(
+                f"   [cyan]{hit.score:.4f}[/cyan] {escape(Path(hit.chunk.source).name)}"
+                f"{escape(location)}: {escape(hit.chunk.text[:120])}",
+                highlight=False,
+            )
 
 
 def main() -> None:
