@@ -103,17 +103,13 @@ def _progress() -> Progress:
 
 def run_with_progress(events: Iterator[IngestEvent], *, show: bool = True) -> IngestReport:
     """Drain ingest events into a report, drawing file and chunk progress bars."""
-    import time
-
-    started = time.perf_counter()
-    report = IngestReport()
     with _progress() as progress:
         if not show:
             progress.stop()
         files = progress.add_task("files", total=None, unit="files")
         chunks = progress.add_task("chunks", total=0, unit="chunks")
-        for event in events:
-            report.add(event)
+
+        def draw(event: IngestEvent) -> None:
             if event.kind == "found":
                 progress.update(files, total=event.count)
             elif event.kind == "planned":
@@ -127,8 +123,8 @@ def run_with_progress(events: Iterator[IngestEvent], *, show: bool = True) -> In
                         f"[red]failed[/red] {escape(event.path or '')}: "
                         f"{escape(event.reason or '')}"
                     )
-    report.seconds = time.perf_counter() - started
-    return report
+
+        return IngestReport.collect(events, draw)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -210,14 +210,7 @@ class KnowledgeBase:
 
     def ingest(self, paths: Iterable[str | Path], *, sync: bool = False) -> IngestReport:
         """Ingest files and folders; see :meth:`ingest_events` for progress."""
-        import time
-
-        started = time.perf_counter()
-        report = IngestReport()
-        for event in self.ingest_events(paths, sync=sync):
-            report.add(event)
-        report.seconds = time.perf_counter() - started
-        return report
+        return IngestReport.collect(self.ingest_events(paths, sync=sync))
 
     # -- search --------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ finishes the job.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -63,6 +64,22 @@ class IngestReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @classmethod
+    def collect(
+        cls,
+        events: Iterable[IngestEvent],
+        observe: Callable[[IngestEvent], object] | None = None,
+    ) -> IngestReport:
+        """Drain ``events`` into a timed report, showing each to ``observe`` first."""
+        started = time.perf_counter()
+        report = cls()
+        for event in events:
+            if observe is not None:
+                observe(event)
+            report.add(event)
+        report.seconds = time.perf_counter() - started
+        return report
 
     def add(self, event: IngestEvent) -> None:
         if event.kind == "embedded":

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,33 +104,21 @@ class SQLiteStore:
             self._local.db = db
         return db
 
-    class _Tx:
-        def __init__(self, store: SQLiteStore) -> None:
-            self.store = store
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.store._write_lock.acquire()
-            db = self.store._db()
-            db.execute("BEGIN IMMEDIATE")
-            return db
-
-        def __exit__(self, exc_type: Any, *_: Any) -> None:
-            db = self.store._db()
-            try:
-                if exc_type is None:
-                    db.execute(
-                        "UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 "
-                        "WHERE key = 'generation'"
-                    )
-                    db.execute("COMMIT")
-                else:
-                    db.execute("ROLLBACK")
-            finally:
-                self.store._write_lock.release()
-
-    def _transaction(self) -> SQLiteStore._Tx:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that bumps ``generation``; rolled back on any error."""
-        return SQLiteStore._Tx(self)
+        with self._write_lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute(
+                "UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+            )
+            db.execute("COMMIT")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
