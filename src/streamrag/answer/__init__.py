@@ -1,0 +1,1 @@
+"""Answering: the pieces the streaming answer engine is built from."""

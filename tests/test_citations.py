@@ -1,0 +1,49 @@
+import random
+
+import pytest
+
+from streamrag.answer.citations import CitationScanner, Marker
+
+
+def scan(*deltas: str) -> list[tuple[int, int]]:
+    scanner = CitationScanner()
+    return [(m.number, m.offset) for delta in deltas for m in scanner.feed(delta)]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("七天内可以退货[1]。", [(1, 7)]),
+        ("See [1][3].", [(1, 4), (3, 7)]),
+        ("See [1, 3] and [2，4] or [5、6].", [(1, 4), (3, 4), (2, 15), (4, 15), (5, 24), (6, 24)]),
+        ("全角【2】也算。", [(2, 2)]),
+        ("no [citation here] and [] and [1a] and [12345]", []),
+        ("nested [[2]] works", [(2, 8)]),
+        ("unclosed [1 then text", []),
+    ],
+)
+def test_markers_and_their_offsets(answer: str, expected: list[tuple[int, int]]) -> None:
+    assert scan(answer) == expected
+    for number, offset in expected:
+        assert answer[offset] in "[【"
+        assert str(number) in answer[offset : offset + 12]
+
+
+def test_a_marker_split_across_tokens_is_reported_when_it_closes() -> None:
+    scanner = CitationScanner()
+    assert scanner.feed("退货政策") == []
+    assert scanner.feed("[") == []
+    assert scanner.feed("1, ") == []
+    assert scanner.feed("3") == []
+    assert scanner.feed("]。") == [Marker(1, 4), Marker(3, 4)]
+
+
+def test_any_split_of_the_text_gives_the_same_markers() -> None:
+    answer = "Returns take 7 days [1][2]. 发票请保留【3】，退款三天到账[1, 4]。[x] [5"
+    whole = scan(answer)
+    rng = random.Random(5)
+    for _ in range(200):
+        cuts = sorted(rng.sample(range(1, len(answer)), rng.randint(1, 12)))
+        pieces = [answer[a:b] for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
+        assert scan(*pieces) == whole
+    assert whole == [(1, 20), (2, 23), (3, 33), (1, 43), (4, 43)]
