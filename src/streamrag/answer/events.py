@@ -1,0 +1,115 @@
+"""The typed events of one answer run: the single stream every surface adapts.
+
+Every event carries ``type``, ``run_id`` and a per-run monotonic ``seq``; :meth:`Event.to_dict`
+is its stable JSON form. The answer is exactly the concatenation of the ``token`` texts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+Stage = Literal["condensing", "retrieving", "generating"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A numbered source as the model saw it: [number] in the prompt."""
+
+    number: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    source: str
+    location: str
+    score: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CitedSource:
+    """A marker in the answer that points at a source."""
+
+    number: int
+    chunk_id: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of all events."""
+
+    type: ClassVar[str]
+    run_id: str
+    seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    type: ClassVar[str] = "run.started"
+    session_id: str
+    trace_id: str
+    question: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status(Event):
+    type: ClassVar[str] = "status"
+    stage: Stage
+    standalone_question: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sources(Event):
+    type: ClassVar[str] = "sources"
+    sources: list[Source]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Token(Event):
+    type: ClassVar[str] = "token"
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Citation(Event):
+    type: ClassVar[str] = "citation"
+    number: int
+    chunk_id: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage(Event):
+    type: ClassVar[str] = "usage"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Error(Event):
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Done(Event):
+    type: ClassVar[str] = "done"
+    answer: str
+    citations: list[CitedSource]
+    finish_reason: FinishReason
+    timings: dict[str, float]
+    usage: dict[str, int]
+    invalid_citations: int = 0
+    standalone_question: str | None = None
+    sources: list[str] = field(default_factory=list)  # chunk ids, in source order
