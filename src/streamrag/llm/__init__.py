@@ -1,0 +1,1 @@
+"""Chat models behind one protocol: OpenAI-compatible APIs and the bundled local model."""

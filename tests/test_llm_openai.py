@@ -1,0 +1,163 @@
+"""The OpenAI-compatible backend against a real local mock server (../shared/bench/mockllm.py)
+that records when its client went away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamrag.llm.base import LLMError
+from streamrag.llm.openai_compat import OpenAIChat
+
+MOCK = Path(__file__).resolve().parents[2] / "shared" / "bench" / "mockllm.py"
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stats(base: str) -> dict:
+    with urllib.request.urlopen(base.removesuffix("/v1") + "/stats") as response:
+        return json.load(response)
+
+
+@pytest.fixture
+def mock_llm() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    assert MOCK.is_file(), f"the shared mock LLM is missing: {MOCK}"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(MOCK),
+            "--port",
+            str(port),
+            "--first-token-ms",
+            "30",
+            "--inter-token-ms",
+            "20",
+            "--tokens",
+            "100",
+            "--no-uvloop",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            stats(base)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield base, process
+    process.kill()
+    process.wait()
+
+
+def test_streams_deltas_then_finish_reason_and_usage(mock_llm) -> None:
+    base, _ = mock_llm
+
+    async def run() -> list:
+        return [
+            d
+            async for d in OpenAIChat("mock-llm", base).stream(
+                MESSAGES, max_tokens=100, temperature=0
+            )
+        ]
+
+    deltas = asyncio.run(run())
+    texts = [d.text for d in deltas if d.text]
+    assert len(texts) == 100
+    assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
+    assert deltas[-1].completion_tokens == 100 and deltas[-1].prompt_tokens
+
+
+def test_closing_the_stream_closes_the_upstream_connection_at_once(mock_llm) -> None:
+    base, _ = mock_llm
+
+    async def run() -> float:
+        stream = OpenAIChat("mock-llm", base).stream(MESSAGES, max_tokens=100, temperature=0)
+        received = 0
+        async for delta in stream:
+            received += bool(delta.text)
+            if received == 5:
+                break
+        await stream.aclose()
+        return time.time()
+
+    closed_at = asyncio.run(run())
+    time.sleep(0.3)
+    [record] = stats(base)["records"]
+    assert record["client_closed_early"] is True
+    assert record["tokens_sent"] <= 7, "the upstream kept generating after the close"
+    assert record["t_client_closed"] - closed_at < 0.05
+
+
+def test_cancelling_the_consuming_task_closes_the_upstream(mock_llm) -> None:
+    base, _ = mock_llm
+
+    async def run() -> None:
+        async def consume() -> None:
+            async for _ in OpenAIChat("mock-llm", base).stream(
+                MESSAGES, max_tokens=100, temperature=0
+            ):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    time.sleep(0.3)
+    [record] = stats(base)["records"]
+    assert record["client_closed_early"] is True
+    assert record["tokens_sent"] < 20
+
+
+def test_an_upstream_that_dies_mid_stream_raises_a_retryable_error(mock_llm) -> None:
+    base, process = mock_llm
+
+    async def run() -> int:
+        received = 0
+        with pytest.raises(LLMError) as error:
+            async for delta in OpenAIChat("mock-llm", base).stream(
+                MESSAGES, max_tokens=100, temperature=0
+            ):
+                received += bool(delta.text)
+                if received == 3:
+                    process.kill()
+        assert error.value.retryable
+        return received
+
+    assert 3 <= asyncio.run(run()) < 100
+
+
+def test_an_unreachable_upstream_raises_a_clear_error() -> None:
+    async def run() -> None:
+        stream = OpenAIChat("m", f"http://127.0.0.1:{free_port()}/v1", connect_timeout=2).stream(
+            MESSAGES, max_tokens=5, temperature=0
+        )
+        async for _ in stream:
+            pass
+
+    with pytest.raises(LLMError) as error:
+        asyncio.run(run())
+    assert error.value.code == "upstream_unreachable" and error.value.retryable
