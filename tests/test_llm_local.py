@@ -71,3 +71,13 @@ def test_closing_the_stream_stops_generating(local_llm: LocalLlama) -> None:
     assert next_start < 40 * per_token, (
         f"the next answer waited {next_start:.1f} s: the closed one kept generating"
     )
+
+
+def test_without_a_base_url_the_bundled_model_is_used_and_shared(tmp_path: Path) -> None:
+    from streamrag.config import load_settings
+    from streamrag.llm import make_llm
+
+    settings = load_settings(home=tmp_path, llm_threads=2)
+    llm = make_llm(settings)
+    assert isinstance(llm, LocalLlama) and llm.name.startswith("local:qwen2.5-coder-0.5b")
+    assert make_llm(settings) is llm, "the model loads once per process"

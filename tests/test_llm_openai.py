@@ -161,3 +161,13 @@ def test_an_unreachable_upstream_raises_a_clear_error() -> None:
     with pytest.raises(LLMError) as error:
         asyncio.run(run())
     assert error.value.code == "upstream_unreachable" and error.value.retryable
+
+
+def test_the_configured_base_url_selects_the_api_backend(monkeypatch, tmp_path) -> None:
+    from streamrag.config import load_settings
+    from streamrag.llm import make_llm
+
+    monkeypatch.setenv("STREAMRAG_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("STREAMRAG_LLM_MODEL", "glm-4-flash")
+    llm = make_llm(load_settings(home=tmp_path))
+    assert isinstance(llm, OpenAIChat) and llm.name == "api:glm-4-flash"

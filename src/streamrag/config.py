@@ -67,6 +67,15 @@ class Settings(BaseSettings):
 
     search_top_k: int = Field(5, ge=1, le=1000)
 
+    llm_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible chat API; when set it is used instead of the "
+        "bundled local model.",
+    )
+    llm_api_key: str | None = Field(None, description="API key for llm_base_url.")
+    llm_model: str = Field("default", description="Model name sent to llm_base_url.")
+    llm_threads: int = Field(0, ge=0, description="Threads for the local model; 0 = all cores.")
+
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
