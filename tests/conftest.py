@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,20 @@ def settings(tmp_path: Path) -> Settings:
 def fake_kb(settings: Settings) -> Iterator[KnowledgeBase]:
     with KnowledgeBase("test", settings=settings, embedder=HashEmbedder()) as kb:
         yield kb
+
+
+def consume_then_cancel(stream: AsyncIterator[object], after: float) -> None:
+    """Iterate ``stream`` in a task and cancel that task after ``after`` seconds."""
+
+    async def run() -> None:
+        async def consume() -> None:
+            async for _ in stream:
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(after)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())

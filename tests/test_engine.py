@@ -13,6 +13,8 @@ from streamrag.answer.engine import AnswerEngine
 from streamrag.answer.events import Event
 from streamrag.llm.base import ChatMessage, LLMDelta, LLMError
 
+from conftest import consume_then_cancel
+
 
 class ScriptedLLM:
     """Streams the given deltas, optionally failing after some; records what happened."""
@@ -127,19 +129,7 @@ def test_closing_the_event_stream_stops_the_llm(kb: KnowledgeBase) -> None:
 
 def test_cancelling_the_consuming_task_stops_the_llm(kb: KnowledgeBase) -> None:
     llm = ScriptedLLM([f"t{i} " for i in range(1000)], delay=0.005)
-
-    async def run() -> None:
-        async def consume() -> None:
-            async for _ in AnswerEngine(kb, llm).run("退货"):
-                pass
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
+    consume_then_cancel(AnswerEngine(kb, llm).run("退货"), after=0.2)
     assert llm.closed and llm.produced < 200
 
 

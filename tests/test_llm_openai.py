@@ -18,6 +18,8 @@ import pytest
 from streamrag.llm.base import LLMError
 from streamrag.llm.openai_compat import OpenAIChat
 
+from conftest import consume_then_cancel
+
 MOCK = Path(__file__).resolve().parents[2] / "shared" / "bench" / "mockllm.py"
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -111,21 +113,8 @@ def test_closing_the_stream_closes_the_upstream_connection_at_once(mock_llm) -> 
 
 def test_cancelling_the_consuming_task_closes_the_upstream(mock_llm) -> None:
     base, _ = mock_llm
-
-    async def run() -> None:
-        async def consume() -> None:
-            async for _ in OpenAIChat("mock-llm", base).stream(
-                MESSAGES, max_tokens=100, temperature=0
-            ):
-                pass
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
+    stream = OpenAIChat("mock-llm", base).stream(MESSAGES, max_tokens=100, temperature=0)
+    consume_then_cancel(stream, after=0.2)
     time.sleep(0.3)
     [record] = stats(base)["records"]
     assert record["client_closed_early"] is True
