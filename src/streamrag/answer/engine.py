@@ -9,6 +9,7 @@ cancelling its task closes the LLM stream at once. An LLM failure gives ``error`
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -57,7 +58,7 @@ class AnswerEngine:
     ) -> AsyncIterator[Event]:
         """The events of one answer, in order; see the module docstring."""
         run_id = run_id or uuid.uuid4().hex
-        seq = iter(range(1_000_000_000))
+        seq = itertools.count()
         started = time.perf_counter()
 
         def ms_since(moment: float) -> float:

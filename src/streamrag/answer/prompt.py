@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from streamrag.answer.events import Source
 from streamrag.llm.base import ChatMessage
+from streamrag.retrieve.tokenize import CJK_CHAR
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LETTER = re.compile(r"[^\W\d_]")
 
 SYSTEM = {
@@ -32,7 +32,7 @@ SOURCES_LABEL = {"zh": "资料", "en": "Sources"}
 def language_of(text: str) -> str:
     """'zh' when Chinese characters make up at least a fifth of the letters, else 'en'."""
     letters = len(_LETTER.findall(text))
-    return "zh" if letters and len(_CJK.findall(text)) * 5 >= letters else "en"
+    return "zh" if letters and len(CJK_CHAR.findall(text)) * 5 >= letters else "en"
 
 
 def build_messages(question: str, sources: Sequence[Source]) -> list[ChatMessage]:

@@ -16,7 +16,7 @@ import Stemmer
 TOKENIZER_VERSION = "3"
 
 _HAS_WORD_CHAR = re.compile(r"\w")
-_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # a Chinese character
 _STEMMER = Stemmer.Stemmer("english")
 
 # Function words that only add noise and long posting lists. Kept short on purpose:
@@ -55,5 +55,5 @@ def _terms(text: str) -> Iterator[str]:
         if word in STOPWORDS:
             continue
         yield word
-        if len(word) > 1 and _CJK_CHAR.match(word):
-            yield from (char for char in word if _CJK_CHAR.match(char) and char not in STOPWORDS)
+        if len(word) > 1 and CJK_CHAR.match(word):
+            yield from (char for char in word if CJK_CHAR.match(char) and char not in STOPWORDS)

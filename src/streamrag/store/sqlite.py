@@ -135,7 +135,7 @@ class SQLiteStore:
 
     def set_meta(self, values: dict[str, str]) -> None:
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", values.items())
+            _put_meta(db, values)
 
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
@@ -263,7 +263,7 @@ class SQLiteStore:
                 "UPDATE chunks SET embedding = ? WHERE id = ?",
                 ((np.asarray(v, dtype=np.float32).tobytes(), i) for i, v in vectors.items()),
             )
-            db.executemany("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", meta.items())
+            _put_meta(db, meta)
 
     def replace_terms(self, terms: dict[int, list[str]], meta: dict[str, str]) -> None:
         """Rebuild the BM25 index from new terms for every chunk, in one transaction."""
@@ -273,7 +273,7 @@ class SQLiteStore:
                 "INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)",
                 ((row_id, " ".join(words)) for row_id, words in terms.items()),
             )
-            db.executemany("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", meta.items())
+            _put_meta(db, meta)
 
     def allowed_ids(self, where: SearchFilter | None) -> np.ndarray | None:
         """Row ids of the chunks a filter lets through (None: no filter)."""
@@ -345,6 +345,10 @@ class SQLiteStore:
                 rows = self._db().execute("SELECT id, embedding FROM chunks ORDER BY id")
                 self._vectors = VectorIndex.from_rows(rows, generation)
             return self._vectors
+
+
+def _put_meta(db: sqlite3.Connection, values: dict[str, str]) -> None:
+    db.executemany("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", values.items())
 
 
 def _delete_document(db: sqlite3.Connection, doc_id: str) -> int:
