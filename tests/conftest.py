@@ -1,10 +1,16 @@
-"""Shared fixtures: an isolated data directory and embedders for tests."""
+"""Shared fixtures: an isolated data directory, fake embedder and LLM, the mock LLM server."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -14,6 +20,7 @@ import pytest
 from streamrag import KnowledgeBase, load_settings
 from streamrag.config import Settings
 from streamrag.embed import normalize
+from streamrag.llm.base import ChatMessage, LLMDelta, LLMError
 
 
 class HashEmbedder:
@@ -77,3 +84,92 @@ def consume_then_cancel(stream: AsyncIterator[object], after: float) -> None:
             await task
 
     asyncio.run(run())
+
+
+class ScriptedLLM:
+    """Streams the given deltas, optionally failing after some; records what happened."""
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        deltas: Sequence[str],
+        *,
+        delay: float = 0.0,
+        fail_after: int | None = None,
+        finish: str = "stop",
+    ) -> None:
+        self.deltas = deltas
+        self.delay = delay
+        self.fail_after = fail_after
+        self.finish = finish
+        self.produced = 0
+        self.closed = False
+        self.messages: list[ChatMessage] = []
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+    ) -> AsyncIterator[LLMDelta]:
+        self.messages = list(messages)
+        try:
+            for text in self.deltas:
+                if self.fail_after is not None and self.produced == self.fail_after:
+                    raise LLMError("upstream_disconnected", "connection reset", retryable=True)
+                await asyncio.sleep(self.delay)
+                self.produced += 1
+                yield LLMDelta(text=text)
+            yield LLMDelta(finish_reason=self.finish)
+            yield LLMDelta(prompt_tokens=42, completion_tokens=self.produced)
+        finally:
+            self.closed = True
+
+
+MOCK = Path(__file__).resolve().parents[2] / "shared" / "bench" / "mockllm.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stats(base: str) -> dict:
+    with urllib.request.urlopen(base.removesuffix("/v1") + "/stats") as response:
+        return json.load(response)
+
+
+@pytest.fixture
+def mock_llm() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    assert MOCK.is_file(), f"the shared mock LLM is missing: {MOCK}"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(MOCK),
+            "--port",
+            str(port),
+            "--first-token-ms",
+            "30",
+            "--inter-token-ms",
+            "20",
+            "--tokens",
+            "100",
+            "--no-uvloop",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            stats(base)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield base, process
+    process.kill()
+    process.wait()

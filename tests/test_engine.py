@@ -9,49 +9,13 @@ from pathlib import Path
 import pytest
 
 from streamrag import KnowledgeBase
-from streamrag.answer.engine import AnswerEngine
+from streamrag.answer.engine import AnswerEngine, AnswerSettings
 from streamrag.answer.events import Event
-from streamrag.llm.base import ChatMessage, LLMDelta, LLMError
+from streamrag.history.base import Turn
+from streamrag.history.sqlite import SQLiteHistory
+from streamrag.llm.base import ChatMessage, LLMDelta
 
-from conftest import consume_then_cancel
-
-
-class ScriptedLLM:
-    """Streams the given deltas, optionally failing after some; records what happened."""
-
-    name = "scripted"
-
-    def __init__(
-        self,
-        deltas: Sequence[str],
-        *,
-        delay: float = 0.0,
-        fail_after: int | None = None,
-        finish: str = "stop",
-    ) -> None:
-        self.deltas = deltas
-        self.delay = delay
-        self.fail_after = fail_after
-        self.finish = finish
-        self.produced = 0
-        self.closed = False
-        self.messages: list[ChatMessage] = []
-
-    async def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> AsyncIterator[LLMDelta]:
-        self.messages = list(messages)
-        try:
-            for text in self.deltas:
-                if self.fail_after is not None and self.produced == self.fail_after:
-                    raise LLMError("upstream_disconnected", "connection reset", retryable=True)
-                await asyncio.sleep(self.delay)
-                self.produced += 1
-                yield LLMDelta(text=text)
-            yield LLMDelta(finish_reason=self.finish)
-            yield LLMDelta(prompt_tokens=42, completion_tokens=self.produced)
-        finally:
-            self.closed = True
+from conftest import ScriptedLLM, consume_then_cancel
 
 
 @pytest.fixture
@@ -64,9 +28,9 @@ def kb(fake_kb: KnowledgeBase, tmp_path: Path) -> KnowledgeBase:
     return fake_kb
 
 
-def collect(engine: AnswerEngine, question: str) -> list[Event]:
+def collect(engine: AnswerEngine, question: str, **options: object) -> list[Event]:
     async def run() -> list[Event]:
-        return [event async for event in engine.run(question)]
+        return [event async for event in engine.run(question, **options)]  # type: ignore[arg-type]
 
     return asyncio.run(run())
 
@@ -85,7 +49,13 @@ def test_sources_come_before_tokens_and_the_answer_is_the_tokens(kb: KnowledgeBa
     assert done["answer"] == "".join(tokens) == "七天内可以退货[1]。"
     assert done["finish_reason"] == "stop"
     assert done["usage"] == {"prompt_tokens": 42, "completion_tokens": 3}
-    assert set(done["timings"]) == {"condense_ms", "retrieve_ms", "ttft_ms", "total_ms"}
+    assert set(done["timings"]) == {
+        "condense_ms",
+        "retrieve_ms",
+        "prompt_ms",
+        "ttft_ms",
+        "total_ms",
+    }
     sources = events[2].to_dict()["sources"]
     assert [s["number"] for s in sources] == list(range(1, len(sources) + 1))
     prompt = llm.messages[-1]["content"]
@@ -153,3 +123,177 @@ def test_english_questions_get_the_english_prompt(kb: KnowledgeBase) -> None:
     collect(AnswerEngine(kb, llm), "Can I return an item?")
     assert "Answer only from the numbered sources" in llm.messages[0]["content"]
     assert "Question: Can I return an item?" in llm.messages[1]["content"]
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> SQLiteHistory:
+    return SQLiteHistory(tmp_path / "history.sqlite")
+
+
+def recorded_engine(
+    kb: KnowledgeBase, llm: ScriptedLLM, history: SQLiteHistory, **settings: object
+) -> AnswerEngine:
+    return AnswerEngine(
+        kb,
+        llm,
+        AnswerSettings(**settings),
+        memory=history,
+        runlog=history,  # type: ignore[arg-type]
+    )
+
+
+def test_every_run_is_recorded_before_done(kb: KnowledgeBase, history: SQLiteHistory) -> None:
+    llm = ScriptedLLM(["七天内", "可以退货", "[1]。"])
+    events = collect(recorded_engine(kb, llm, history), "可以退货吗？", session_id="s1")
+    done = events[-1].to_dict()
+    record = history.get_run(events[0].run_id)
+    assert record is not None
+    assert record.session_id == "s1" and record.kb == "test" and record.model == "scripted"
+    assert record.question == record.standalone_question == "可以退货吗？"
+    assert record.answer == done["answer"] and record.finish_reason == "stop"
+    assert record.retrieved == done["sources"] and record.retrieved
+    assert [c.number for c in record.citations] == [1]
+    assert record.usage == {"prompt_tokens": 42, "completion_tokens": 3}
+    assert record.timings == done["timings"] and record.error is None
+    [session] = history.sessions()
+    assert (session.session_id, session.title, session.runs) == ("s1", "可以退货吗？", 1)
+
+
+def test_a_cancelled_run_is_recorded_with_its_partial_answer(
+    kb: KnowledgeBase, history: SQLiteHistory
+) -> None:
+    llm = ScriptedLLM([f"t{i} " for i in range(1000)], delay=0.005)
+    consume_then_cancel(recorded_engine(kb, llm, history).run("退货", run_id="r1"), after=0.3)
+    record = history.get_run("r1")
+    assert record is not None and record.finish_reason == "cancelled"
+    assert record.answer.startswith("t0 t1 ") and len(record.answer.split()) == llm.produced
+    assert "total_ms" in record.timings and "ttft_ms" in record.timings
+
+
+def test_closing_the_stream_records_the_run_as_cancelled(
+    kb: KnowledgeBase, history: SQLiteHistory
+) -> None:
+    async def run() -> None:
+        stream = recorded_engine(kb, ScriptedLLM(["a", "b", "c", "d"]), history).run(
+            "退货", run_id="r2"
+        )
+        async for event in stream:
+            if event.type == "token":
+                break
+        await stream.aclose()
+
+    asyncio.run(run())
+    record = history.get_run("r2")
+    assert record is not None and (record.finish_reason, record.answer) == ("cancelled", "a")
+
+
+def test_a_failed_run_is_recorded_with_its_error(kb: KnowledgeBase, history: SQLiteHistory) -> None:
+    events = collect(
+        recorded_engine(kb, ScriptedLLM(["七天", "内", "x"], fail_after=2), history), "退货"
+    )
+    record = history.get_run(events[0].run_id)
+    assert record is not None and record.finish_reason == "error" and record.answer == "七天内"
+    assert record.error == {"code": "upstream_disconnected", "message": "connection reset"}
+
+
+def test_a_retrieval_failure_is_an_error_event_not_an_exception(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("embedding endpoint refused the connection")
+
+    monkeypatch.setattr(kb, "search", broken)
+    llm = ScriptedLLM(["never"])
+    events = collect(AnswerEngine(kb, llm), "退货")
+    assert [e.type for e in events][-2:] == ["error", "done"]
+    assert "embedding endpoint refused" in events[-2].to_dict()["message"]
+    assert events[-1].to_dict()["finish_reason"] == "error" and not llm.messages
+
+
+class CondensingLLM(ScriptedLLM):
+    """Rewrites when asked to condense (recording the request), then answers."""
+
+    def __init__(self, rewrite: str, **kwargs: object) -> None:
+        super().__init__(["好的[1]"], **kwargs)  # type: ignore[arg-type]
+        self.rewrite = rewrite
+        self.condense_requests: list[str] = []
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+    ) -> AsyncIterator[LLMDelta]:
+        if "后续问题" in messages[-1]["content"] or "Follow-up" in messages[-1]["content"]:
+            self.condense_requests.append(messages[-1]["content"])
+            yield LLMDelta(text=self.rewrite)
+            return
+        async for delta in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
+            yield delta
+
+
+def test_a_follow_up_is_condensed_with_the_stored_history(
+    kb: KnowledgeBase, history: SQLiteHistory
+) -> None:
+    llm = CondensingLLM("退货时需要附上发票吗？")
+    engine = recorded_engine(kb, llm, history)
+    collect(engine, "退货需要什么？", session_id="s")
+    assert not llm.condense_requests, "a first question is not condensed"
+    events = collect(engine, "那发票呢？", session_id="s")
+    [request] = llm.condense_requests
+    assert "用户：退货需要什么？" in request and "助手：好的[1]" in request
+    assert "后续问题：那发票呢？" in request
+    statuses = [e.to_dict() for e in events if e.type == "status"]
+    assert [s["stage"] for s in statuses] == ["condensing", "retrieving", "generating"]
+    assert statuses[1]["standalone_question"] == "退货时需要附上发票吗？"
+    assert "问题: 退货时需要附上发票吗？" in llm.messages[-1]["content"]
+    assert events[-1].to_dict()["standalone_question"] == "退货时需要附上发票吗？"
+    assert [t.question for t in history.history("s")] == ["退货需要什么？", "那发票呢？"]
+
+
+def test_a_self_contained_follow_up_is_not_sent_to_the_model(
+    kb: KnowledgeBase, history: SQLiteHistory
+) -> None:
+    llm = CondensingLLM("unused")
+    collect(
+        recorded_engine(kb, llm, history),
+        "发票丢了还能退货吗？",
+        history=[Turn("退货要几天？", "七天")],
+    )
+    assert not llm.condense_requests
+
+
+@pytest.mark.parametrize("reply", ["", "\n\n", "很长" * 200])
+def test_an_unusable_rewrite_falls_back_to_the_rules(
+    kb: KnowledgeBase, history: SQLiteHistory, reply: str
+) -> None:
+    llm = CondensingLLM(reply)
+    events = collect(recorded_engine(kb, llm, history), "它呢？", history=[Turn("退货要几天？")])
+    assert events[-1].to_dict()["standalone_question"] == "退货要几天？ 它呢？"
+
+
+def test_condense_modes_rules_and_off(kb: KnowledgeBase, history: SQLiteHistory) -> None:
+    turns = [Turn("How long is the return window?", "Seven days [1].")]
+    for mode, expected in [
+        ("rules", "How long is the return window? And for refunds?"),
+        ("off", "And for refunds?"),
+    ]:
+        llm = CondensingLLM("unused")
+        engine = recorded_engine(kb, llm, history, condense=mode)
+        events = collect(engine, "And for refunds?", history=turns)
+        assert events[-1].to_dict()["standalone_question"] == expected
+        assert not llm.condense_requests
+
+
+def test_the_history_window_is_bounded_in_tokens(kb: KnowledgeBase, history: SQLiteHistory) -> None:
+    turns = [Turn(f"第{i}个问题：退货规则{i}是什么？", "回答" * 20) for i in range(30)]
+    llm = CondensingLLM("退货规则是什么？")
+    engine = recorded_engine(kb, llm, history, history_tokens=300)
+    collect(engine, "它呢？", history=turns)
+    [request] = llm.condense_requests
+    assert "第29个问题" in request and "第28个问题" in request and "第0个问题" not in request
+    assert len(request) < 1200
+
+
+def test_sources_stop_at_the_context_budget(kb: KnowledgeBase) -> None:
+    everything = collect(AnswerEngine(kb, ScriptedLLM(["a"])), "退货 发票")[2].to_dict()
+    assert len(everything["sources"]) >= 2
+    tight = AnswerEngine(kb, ScriptedLLM(["a"]), AnswerSettings(context_tokens=1))
+    assert len(collect(tight, "退货 发票")[2].to_dict()["sources"]) == 1

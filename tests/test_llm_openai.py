@@ -4,72 +4,16 @@ that records when its client went away."""
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from streamrag.llm.base import LLMError
 from streamrag.llm.openai_compat import OpenAIChat
 
-from conftest import consume_then_cancel
+from conftest import consume_then_cancel, free_port, stats
 
-MOCK = Path(__file__).resolve().parents[2] / "shared" / "bench" / "mockllm.py"
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stats(base: str) -> dict:
-    with urllib.request.urlopen(base.removesuffix("/v1") + "/stats") as response:
-        return json.load(response)
-
-
-@pytest.fixture
-def mock_llm() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    assert MOCK.is_file(), f"the shared mock LLM is missing: {MOCK}"
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(MOCK),
-            "--port",
-            str(port),
-            "--first-token-ms",
-            "30",
-            "--inter-token-ms",
-            "20",
-            "--tokens",
-            "100",
-            "--no-uvloop",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            stats(base)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    yield base, process
-    process.kill()
-    process.wait()
 
 
 def test_streams_deltas_then_finish_reason_and_usage(mock_llm) -> None:

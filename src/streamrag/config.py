@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -75,6 +75,23 @@ class Settings(BaseSettings):
     llm_api_key: str | None = Field(None, description="API key for llm_base_url.")
     llm_model: str = Field("default", description="Model name sent to llm_base_url.")
     llm_threads: int = Field(0, ge=0, description="Threads for the local model; 0 = all cores.")
+
+    answer_top_k: int = Field(5, ge=1, le=50, description="Sources retrieved per answer.")
+    context_tokens: int = Field(
+        1500, ge=50, description="Estimated tokens of sources given to the model (≥ 1 source)."
+    )
+    max_tokens: int = Field(512, ge=1, description="Longest answer, in tokens.")
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    condense: Literal["llm", "rules", "off"] = Field(
+        "llm",
+        description="How follow-up questions become standalone: 'llm' (falls back to 'rules'), "
+        "'rules' (prefix the previous question) or 'off'.",
+    )
+    history_tokens: int = Field(
+        1000, ge=0, description="Estimated tokens of conversation history used to condense."
+    )
+    system_prompt_zh: str | None = Field(None, description="Replaces the Chinese instructions.")
+    system_prompt_en: str | None = Field(None, description="Replaces the English instructions.")
 
     @field_validator("home")
     @classmethod

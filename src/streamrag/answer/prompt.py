@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from streamrag.answer.events import Source
 from streamrag.llm.base import ChatMessage
@@ -35,8 +35,11 @@ def language_of(text: str) -> str:
     return "zh" if letters and len(CJK_CHAR.findall(text)) * 5 >= letters else "en"
 
 
-def build_messages(question: str, sources: Sequence[Source]) -> list[ChatMessage]:
-    """System instructions, then the numbered sources and the question."""
+def build_messages(
+    question: str, sources: Sequence[Source], system: Mapping[str, str] | None = None
+) -> list[ChatMessage]:
+    """Instructions (``system`` replaces the default wording per language), then the numbered
+    sources and the question."""
     language = language_of(question)
     blocks = []
     for source in sources:
@@ -48,6 +51,6 @@ def build_messages(question: str, sources: Sequence[Source]) -> list[ChatMessage
         + f"\n\n{QUESTION_LABEL[language]}: {question}"
     )
     return [
-        {"role": "system", "content": SYSTEM[language]},
+        {"role": "system", "content": (system or {}).get(language) or SYSTEM[language]},
         {"role": "user", "content": user},
     ]

@@ -20,10 +20,10 @@ import numpy as np
 
 from streamrag.records import Chunk, DocumentInfo
 from streamrag.store.base import ChunkWrite, DocumentWrite, SearchFilter
+from streamrag.store.connections import ThreadConnections
 from streamrag.store.vectors import VectorIndex
 
 SCHEMA_VERSION = "1"
-BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,7 +79,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         self._write_lock = threading.Lock()
         self._vectors = VectorIndex()
         self._vectors_lock = threading.Lock()
@@ -95,37 +95,20 @@ class SQLiteStore:
     # -- connections ---------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._local.db = db
-        return db
+        return self._connections.get()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that bumps ``generation``; rolled back on any error."""
-        with self._write_lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._write_lock, self._connections.transaction() as db:
+            yield db
             db.execute(
                 "UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
             )
-            db.execute("COMMIT")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._connections.close()
 
     # -- metadata ------------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""Conversation memory and run records: the Memory and RunLog protocols and their records.
+
+A *run* is one question answered (or not): its record is what ``done`` reported plus what was
+retrieved. A *session* is the ordered runs that share a ``session_id``; its history (the
+questions and answers of those runs) is what a follow-up question is condensed with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from streamrag.answer.events import CitedSource
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One exchange of a conversation: the question as asked and the answer given."""
+
+    question: str
+    answer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """Everything recorded about one run."""
+
+    run_id: str
+    session_id: str
+    kb: str
+    question: str
+    standalone_question: str
+    retrieved: list[str]  # chunk ids, in source order
+    answer: str
+    citations: list[CitedSource]
+    finish_reason: str
+    timings: dict[str, float]
+    usage: dict[str, int]
+    model: str
+    started_at: str
+    error: dict[str, Any] | None = None
+    invalid_citations: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A conversation as a session list shows it."""
+
+    session_id: str
+    title: str
+    runs: int
+    created_at: str
+    updated_at: str
+    kbs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Memory(Protocol):
+    """Where conversations live."""
+
+    def history(self, session_id: str, limit: int = 50) -> list[Turn]: ...
+    def sessions(self, limit: int = 100) -> list[SessionInfo]: ...
+    def rename_session(self, session_id: str, title: str) -> None: ...
+    def delete_session(self, session_id: str) -> int: ...
+
+
+class RunLog(Protocol):
+    """Where run records are written and read back."""
+
+    def record(self, run: RunRecord) -> None: ...
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+    def runs(self, session_id: str | None = None, limit: int = 100) -> Sequence[RunRecord]: ...
