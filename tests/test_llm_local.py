@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from streamrag.llm.local import MODEL_SHA256, LocalLlama, bundled_model
+from streamrag.llm.local import BUNDLED_MODELS, DEFAULT_MODEL, LocalLlama, bundled_model
 
 
 @pytest.fixture(scope="session")
 def local_llm(tmp_path_factory: pytest.TempPathFactory) -> LocalLlama:
     path = bundled_model(tmp_path_factory.mktemp("models"))
-    assert path.with_suffix(".sha256").read_text().split()[0] == MODEL_SHA256
+    assert (
+        path.with_suffix(".sha256").read_text().split()[0] == BUNDLED_MODELS[DEFAULT_MODEL].sha256
+    )
     return LocalLlama(path, n_threads=2)
 
 
@@ -81,3 +83,10 @@ def test_without_a_base_url_the_bundled_model_is_used_and_shared(tmp_path: Path)
     llm = make_llm(settings)
     assert isinstance(llm, LocalLlama) and llm.name.startswith("local:qwen2.5-coder-0.5b")
     assert make_llm(settings) is llm, "the model loads once per process"
+
+
+def test_an_unknown_or_missing_bundled_model_is_a_clear_error(tmp_path: Path) -> None:
+    from streamrag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no bundled model named 'qwen-9b': choose"):
+        bundled_model(tmp_path, "qwen-9b")

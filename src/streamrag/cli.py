@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from streamrag.answer.events import Done, Error, Event, Source, Sources, Token
+from streamrag.answer.prompt import heading, language_of
 from streamrag.config import CONFIG_ENV, Settings, load_settings
 from streamrag.errors import StreamragError
 from streamrag.ingest.pipeline import IngestEvent, IngestReport
@@ -34,13 +36,18 @@ from streamrag.kb import KnowledgeBase, drop_knowledge_base, list_knowledge_base
 from streamrag.retrieve.retriever import MODES
 from streamrag.store import SearchFilter
 
+if TYPE_CHECKING:
+    from streamrag.rag import RAG
+
 app = typer.Typer(
     help="Answer questions over your own documents (Chinese and English), offline by default.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
-eval_app = typer.Typer(help="Measure retrieval quality on an evaluation set.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Measure retrieval and answer quality on an evaluation set.", no_args_is_help=True
+)
 app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
 
@@ -369,28 +376,185 @@ def eval_retrieval(
     console.print(table)
 
 
+@eval_app.command("answers")
+def eval_answers(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="Folder with corpus.jsonl, queries.jsonl.")],
+    kb: KbOption = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N queries.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metrics and every answer as JSON.")
+    ] = False,
+) -> None:
+    """Ingest DATA/corpus.jsonl (once), answer DATA/queries.jsonl and score the answers:
+    hit rate, citation precision, time to first token, tokens/s."""
+    from streamrag.eval.answers import evaluate_answers, load_answer_queries, result_dict
+    from streamrag.eval.retrieval import prepare_kb
+    from streamrag.rag import RAG
+
+    with _reported():
+        queries = load_answer_queries(data / "queries.jsonl", limit)
+        settings = _settings(ctx)
+        base = prepare_kb(data, settings, kb)
+        report = run_with_progress(base.ingest_events([data / "corpus.jsonl"]), show=not as_json)
+        if not report.ok:
+            raise _fail(f"could not ingest {data / 'corpus.jsonl'}: {report.failed}")
+        with RAG(base, settings=settings) as rag, _progress() as progress:
+            _load_model(rag)
+            if as_json:
+                progress.stop()
+            task = progress.add_task("answers", total=len(queries), unit="q")
+            metrics, results = evaluate_answers(rag, queries, lambda _: progress.advance(task))
+    if as_json:
+        metrics["results"] = [result_dict(result) for result in results]
+        print(json.dumps(metrics, ensure_ascii=False, indent=2))
+        return
+    table = Table("metric", "value", title=f"{data.name}: {len(queries)} questions")
+    for key, value in metrics.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
 @app.command()
 def demo(
     ctx: typer.Context,
     kb: Annotated[str, typer.Option("--kb", help="Knowledge base to build.")] = "demo",
+    limit: Annotated[int, typer.Option(help="How many sample questions to answer.")] = 3,
 ) -> None:
-    """Ingest the bundled bilingual sample documents and search them with sample questions."""
+    """Ingest the bundled bilingual sample documents and stream answers to sample questions."""
+    from streamrag.rag import RAG
     from streamrag.sample import DOCS, questions
 
-    with _reported(), KnowledgeBase(kb, settings=_settings(ctx)) as base:
-        report = run_with_progress(base.ingest_events([DOCS]))
+    with _reported(), RAG(kb, settings=_settings(ctx)) as rag:
+        report = run_with_progress(rag.kb.ingest_events([DOCS]))
         if not report.ok:
             raise _fail(f"could not ingest the sample documents: {report.failed}")
-        console.print(f"knowledge base {kb!r}: {len(base.documents())} documents from {DOCS}\n")
-        for question in questions():
-            [hit] = base.search(question.question, k=1)
-            location = f" · {hit.chunk.location}" if hit.chunk.location else ""
-            console.print(f"[bold]Q:[/bold] {escape(question.question)}")
-            console.print(
-                f"   [cyan]{hit.score:.4f}[/cyan] {escape(Path(hit.chunk.source).name)}"
-                f"{escape(location)}: {escape(hit.chunk.text[:120])}",
-                highlight=False,
-            )
+        console.print(
+            f"knowledge base {kb!r}: {len(rag.kb.documents())} documents from {DOCS}\n"
+            f"model: {escape(_load_model(rag))}\n"
+        )
+        for sample in questions()[:limit]:
+            console.print(f"[bold]Q: {escape(sample.question)}[/bold]")
+            _print_answer(rag.stream_events(sample.question))
+            console.print()
+
+
+def _load_model(rag: RAG) -> str:
+    """Load the answer model with a spinner; return its name."""
+    with err_console.status("loading the answer model…"):
+        return rag.engine.llm.name
+
+
+def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | None:
+    """Print tokens as they arrive, then the numbered sources and a timing line.
+
+    With ``as_json`` every event is one JSON line. Ctrl-C stops the answer (the run is
+    recorded as cancelled) and is raised on to the caller.
+    """
+    sources: list[Source] = []
+    done: Done | None = None
+    for event in events:
+        if as_json:
+            print(event.to_json(), flush=True)
+        if isinstance(event, Sources):
+            sources = event.sources
+        elif isinstance(event, Token) and not as_json:
+            console.out(event.text, end="", highlight=False)
+            console.file.flush()
+        elif isinstance(event, Error) and not as_json:
+            console.out("")
+            err_console.print(f"[red]error ({escape(event.code)}):[/red] {escape(event.message)}")
+        elif isinstance(event, Done):
+            done = event
+    if as_json or done is None:
+        return done
+    console.out("")
+    cited = {citation.number for citation in done.citations}
+    if sources:
+        console.print(
+            "[bold]Sources[/bold]"
+            if language_of(done.standalone_question or "") == "en"
+            else "[bold]来源[/bold]"
+        )
+    for source in sources:
+        mark = "[green]●[/green]" if source.number in cited else "[dim]○[/dim]"
+        console.print(
+            f" {mark} [{source.number}] {escape(heading(source))}  "
+            f"[dim]{escape(source.source)}[/dim]",
+            highlight=False,
+        )
+    timings = done.timings
+    parts = [f"finish {done.finish_reason}"]
+    if "ttft_ms" in timings:
+        parts.append(f"first token {timings['ttft_ms'] / 1000:.2f} s")
+    parts.append(f"total {timings.get('total_ms', 0) / 1000:.2f} s")
+    if done.usage.get("completion_tokens"):
+        parts.append(f"{done.usage['completion_tokens']} tokens")
+    err_console.print(f"[dim]{' · '.join(parts)}[/dim]", highlight=False)
+    return done
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="The question.")],
+    kb: KbOption = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Continue this conversation.")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=50)] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the events as JSON lines.")
+    ] = False,
+) -> None:
+    """Answer QUESTION from the knowledge base, streaming the answer, then its sources."""
+    from streamrag.rag import RAG
+
+    with _reported(), RAG(kb, settings=_settings(ctx, answer_top_k=top_k), create=False) as rag:
+        done = _print_answer(rag.stream_events(question, session_id=session), as_json=as_json)
+    if done is not None and done.finish_reason == "error":
+        raise typer.Exit(1)
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    kb: KbOption = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Continue this conversation.")
+    ] = None,
+) -> None:
+    """Multi-turn chat. Ctrl-C stops the current answer; Ctrl-D, /exit or Ctrl-C at the prompt
+    leaves; /new starts a new conversation."""
+    import uuid
+
+    from streamrag.rag import RAG
+
+    session_id = session or uuid.uuid4().hex
+    with _reported(), RAG(kb, settings=_settings(ctx), create=False) as rag:
+        err_console.print(
+            f"[dim]knowledge base {escape(rag.kb.name)} · model {escape(_load_model(rag))} · "
+            f"session {session_id}[/dim]"
+        )
+        while True:
+            try:
+                question = console.input("[bold cyan]› [/bold cyan]").strip()
+            except (EOFError, KeyboardInterrupt):
+                console.out("")
+                break
+            if question in ("/exit", "/quit"):
+                break
+            if question == "/new":
+                session_id = uuid.uuid4().hex
+                err_console.print(f"[dim]new session {session_id}[/dim]")
+                continue
+            if not question:
+                continue
+            try:
+                _print_answer(rag.stream_events(question, session_id=session_id))
+            except KeyboardInterrupt:
+                console.out("")
+                err_console.print("[yellow]stopped[/yellow]")
 
 
 def main() -> None:

@@ -73,7 +73,11 @@ class Settings(BaseSettings):
         "bundled local model.",
     )
     llm_api_key: str | None = Field(None, description="API key for llm_base_url.")
-    llm_model: str = Field("default", description="Model name sent to llm_base_url.")
+    llm_model: str = Field(
+        "default",
+        description="Model name sent to llm_base_url; without one, the bundled model: "
+        "'qwen2.5-coder-0.5b' (the default) or 'qwen2.5-coder-1.5b' (streamrag[quality]).",
+    )
     llm_threads: int = Field(0, ge=0, description="Threads for the local model; 0 = all cores.")
 
     answer_top_k: int = Field(5, ge=1, le=50, description="Sources retrieved per answer.")

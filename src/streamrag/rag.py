@@ -72,7 +72,8 @@ class RAG:
     """Answers over one knowledge base (default: the configured one) with the configured LLM.
 
     ``overrides`` are settings fields (``kb="docs"``, ``llm_base_url=...``); ``llm`` replaces
-    the configured model. Runs are recorded in ``<home>/history.sqlite``; a ``session_id``
+    the configured model; ``create=False`` refuses a knowledge base that does not exist. Runs
+    are recorded in ``<home>/history.sqlite``; a ``session_id``
     makes follow-up questions use the conversation so far.
     """
 
@@ -82,6 +83,7 @@ class RAG:
         *,
         settings: Settings | None = None,
         llm: LLM | None = None,
+        create: bool = True,
         **overrides: Any,
     ) -> None:
         if isinstance(kb, KnowledgeBase):
@@ -89,7 +91,7 @@ class RAG:
             self.kb = kb
         else:
             self.settings = settings or load_settings(**overrides)
-            self.kb = KnowledgeBase(kb, settings=self.settings)
+            self.kb = KnowledgeBase(kb, settings=self.settings, create=create)
         self.history = SQLiteHistory(self.settings.home / "history.sqlite")
         self._llm = llm
         self._engine: AnswerEngine | None = None

@@ -35,6 +35,13 @@ def language_of(text: str) -> str:
     return "zh" if letters and len(CJK_CHAR.findall(text)) * 5 >= letters else "en"
 
 
+def heading(source: Source) -> str:
+    """A source's title and location, without repeating a title the location starts with."""
+    if source.location.startswith(source.title):
+        return source.location or source.title
+    return " — ".join(part for part in (source.title, source.location) if part)
+
+
 def build_messages(
     question: str, sources: Sequence[Source], system: Mapping[str, str] | None = None
 ) -> list[ChatMessage]:
@@ -43,8 +50,7 @@ def build_messages(
     language = language_of(question)
     blocks = []
     for source in sources:
-        heading = " — ".join(part for part in (source.title, source.location) if part)
-        blocks.append(f"[{source.number}] {heading}\n{source.text}")
+        blocks.append(f"[{source.number}] {heading(source)}\n{source.text}")
     user = (
         f"{SOURCES_LABEL[language]}:\n\n"
         + "\n\n".join(blocks)

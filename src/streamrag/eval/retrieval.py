@@ -113,12 +113,12 @@ def evaluate(
         count = max(len(queries), 1)
         metrics = {key: round(value / count, 4) for key, value in totals.items()}
         metrics["p50_ms"] = round(statistics.median(latencies), 2) if latencies else 0.0
-        metrics["p95_ms"] = round(_percentile(latencies, 95), 2)
+        metrics["p95_ms"] = round(percentile(latencies, 95), 2)
         results[mode] = metrics
     return results
 
 
-def _percentile(values: Sequence[float], pct: float) -> float:
+def percentile(values: Sequence[float], pct: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)

