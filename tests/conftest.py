@@ -21,6 +21,8 @@ from streamrag import KnowledgeBase, load_settings
 from streamrag.config import Settings
 from streamrag.embed import normalize
 from streamrag.llm.base import ChatMessage, LLMDelta, LLMError
+from streamrag.llm.local import BUNDLED_MODELS, DEFAULT_MODEL, LocalLlama, bundled_model
+from streamrag.sample import DOCS
 
 
 class HashEmbedder:
@@ -173,3 +175,21 @@ def mock_llm() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     yield base, process
     process.kill()
     process.wait()
+
+
+@pytest.fixture(scope="session")
+def sample_kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
+    home = tmp_path_factory.mktemp("home")
+    with KnowledgeBase("sample", settings=load_settings(home=home)) as kb:
+        report = kb.ingest([DOCS])
+        assert report.ok and len(report.ingested) == 6
+        yield kb
+
+
+@pytest.fixture(scope="session")
+def local_llm(tmp_path_factory: pytest.TempPathFactory) -> LocalLlama:
+    path = bundled_model(tmp_path_factory.mktemp("models"))
+    assert (
+        path.with_suffix(".sha256").read_text().split()[0] == BUNDLED_MODELS[DEFAULT_MODEL].sha256
+    )
+    return LocalLlama(path, n_threads=2)

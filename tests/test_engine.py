@@ -122,7 +122,18 @@ def test_english_questions_get_the_english_prompt(kb: KnowledgeBase) -> None:
     llm = ScriptedLLM(["ok"])
     collect(AnswerEngine(kb, llm), "Can I return an item?")
     assert "Answer only from the numbered sources" in llm.messages[0]["content"]
-    assert "Question: Can I return an item?" in llm.messages[1]["content"]
+    assert [m["role"] for m in llm.messages] == ["system", "user", "assistant", "user"]
+    assert "capital of France" in llm.messages[1]["content"], "the worked example"
+    assert llm.messages[-1]["content"].endswith("Question: Can I return an item?")
+
+
+def test_configured_instructions_replace_the_default_wording(kb: KnowledgeBase) -> None:
+    llm = ScriptedLLM(["ok"])
+    settings = AnswerSettings(system_prompts={"zh": "只用资料回答，像客服一样礼貌。"})
+    collect(AnswerEngine(kb, llm, settings), "可以退货吗？")
+    assert llm.messages[0]["content"] == "只用资料回答，像客服一样礼貌。"
+    collect(AnswerEngine(kb, llm, settings), "Can I return it?")
+    assert "Answer only from the numbered sources" in llm.messages[0]["content"]
 
 
 @pytest.fixture

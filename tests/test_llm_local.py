@@ -8,16 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streamrag.llm.local import BUNDLED_MODELS, DEFAULT_MODEL, LocalLlama, bundled_model
-
-
-@pytest.fixture(scope="session")
-def local_llm(tmp_path_factory: pytest.TempPathFactory) -> LocalLlama:
-    path = bundled_model(tmp_path_factory.mktemp("models"))
-    assert (
-        path.with_suffix(".sha256").read_text().split()[0] == BUNDLED_MODELS[DEFAULT_MODEL].sha256
-    )
-    return LocalLlama(path, n_threads=2)
+from streamrag.llm.local import LocalLlama, bundled_model
 
 
 def test_the_model_file_is_joined_once_and_verified(tmp_path: Path) -> None:

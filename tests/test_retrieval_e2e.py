@@ -3,22 +3,10 @@ knowledge base: Chinese, English and cross-lingual questions find their passage 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from streamrag import KnowledgeBase, load_settings
-from streamrag.sample import DOCS, questions
-
-
-@pytest.fixture(scope="module")
-def sample_kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
-    home = tmp_path_factory.mktemp("home")
-    with KnowledgeBase("sample", settings=load_settings(home=home)) as kb:
-        report = kb.ingest([DOCS])
-        assert report.ok and len(report.ingested) == 6
-        yield kb
+from streamrag import KnowledgeBase
+from streamrag.sample import questions
 
 
 def test_the_default_model_is_the_bundled_e5(sample_kb: KnowledgeBase) -> None:

@@ -27,6 +27,20 @@ SYSTEM = {
 }
 QUESTION_LABEL = {"zh": "问题", "en": "Question"}
 SOURCES_LABEL = {"zh": "资料", "en": "Sources"}
+# One worked exchange before the real one: the bundled 0.5B model answers in full sentences and
+# cites far more often with it (sample questions: 1/5 → 4/5 answered in Chinese).
+EXAMPLE = {
+    "zh": (
+        "[1] 北京\n北京是中华人民共和国的首都，位于华北平原。\n\n[2] 上海\n上海是中国最大的城市。",
+        "中国的首都是哪里？",
+        "中国的首都是北京[1]。",
+    ),
+    "en": (
+        "[1] Paris\nParis is the capital of France.\n\n[2] Lyon\nLyon is a city in France.",
+        "What is the capital of France?",
+        "The capital of France is Paris [1].",
+    ),
+}
 
 
 def language_of(text: str) -> str:
@@ -45,18 +59,20 @@ def heading(source: Source) -> str:
 def build_messages(
     question: str, sources: Sequence[Source], system: Mapping[str, str] | None = None
 ) -> list[ChatMessage]:
-    """Instructions (``system`` replaces the default wording per language), then the numbered
-    sources and the question."""
+    """Instructions (``system`` replaces the default wording per language), one worked
+    example, then the numbered sources and the question."""
     language = language_of(question)
-    blocks = []
-    for source in sources:
-        blocks.append(f"[{source.number}] {heading(source)}\n{source.text}")
-    user = (
-        f"{SOURCES_LABEL[language]}:\n\n"
-        + "\n\n".join(blocks)
-        + f"\n\n{QUESTION_LABEL[language]}: {question}"
+    blocks = "\n\n".join(
+        f"[{source.number}] {heading(source)}\n{source.text}" for source in sources
     )
+    example_sources, example_question, example_answer = EXAMPLE[language]
     return [
         {"role": "system", "content": (system or {}).get(language) or SYSTEM[language]},
-        {"role": "user", "content": user},
+        {"role": "user", "content": _user_turn(language, example_sources, example_question)},
+        {"role": "assistant", "content": example_answer},
+        {"role": "user", "content": _user_turn(language, blocks, question)},
     ]
+
+
+def _user_turn(language: str, sources: str, question: str) -> str:
+    return f"{SOURCES_LABEL[language]}:\n\n{sources}\n\n{QUESTION_LABEL[language]}: {question}"

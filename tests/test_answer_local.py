@@ -1,0 +1,49 @@
+"""The whole answer path for real: bundled e5-small retrieval on the sample knowledge base and
+the bundled Qwen2.5-Coder-0.5B answering, through ``streamrag.RAG``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from streamrag import RAG, KnowledgeBase
+from streamrag.answer.events import Done, Sources, Token
+from streamrag.llm.local import LocalLlama
+
+
+@pytest.fixture(scope="module")
+def rag(sample_kb: KnowledgeBase, local_llm: LocalLlama) -> Iterator[RAG]:
+    settings = sample_kb.settings.model_copy(update={"temperature": 0.0})
+    yield RAG(sample_kb, settings=settings, llm=local_llm)
+
+
+def test_tokens_stream_and_the_answer_cites_a_retrieved_source(rag: RAG) -> None:
+    arrivals: list[float] = []
+    sources: Sources | None = None
+    done: Done | None = None
+    for event in rag.stream_events("How long is the warranty for a refrigerator?"):
+        if isinstance(event, Sources):
+            sources = event
+        elif isinstance(event, Token):
+            assert sources is not None, "sources come before the first token"
+            arrivals.append(time.monotonic())
+        elif isinstance(event, Done):
+            done = event
+    assert sources is not None and done is not None and done.finish_reason == "stop"
+    assert len(arrivals) >= 5
+    assert arrivals[-1] - arrivals[0] > 0.2, "tokens came in one burst, not as generated"
+    assert "three years" in done.answer.lower()
+    retrieved = {source.chunk_id: source for source in sources.sources}
+    assert done.citations, f"no citation in {done.answer!r}"
+    for citation in done.citations:
+        cited = retrieved[citation.chunk_id]
+        assert cited.number == citation.number and cited.source.endswith("warranty.md")
+    assert done.usage["prompt_tokens"] > 100 and done.usage["completion_tokens"] == len(arrivals)
+
+
+def test_a_chinese_question_gets_a_chinese_answer_from_its_source(rag: RAG) -> None:
+    answer = rag.ask("退款多久能到账？")
+    assert "三个工作日" in answer.text
+    assert answer.sources[0].source.endswith("returns-policy.md")
