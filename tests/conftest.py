@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -140,8 +141,11 @@ def stats(base: str) -> dict:
         return json.load(response)
 
 
-@pytest.fixture
-def mock_llm() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+@contextmanager
+def running_mock(
+    first_token_ms: float = 30, inter_token_ms: float = 20, tokens: int = 100
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The shared mock OpenAI-compatible server on a free port: (base URL, process)."""
     assert MOCK.is_file(), f"the shared mock LLM is missing: {MOCK}"
     port = free_port()
     process = subprocess.Popen(
@@ -151,30 +155,37 @@ def mock_llm() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             "--port",
             str(port),
             "--first-token-ms",
-            "30",
+            str(first_token_ms),
             "--inter-token-ms",
-            "20",
+            str(inter_token_ms),
             "--tokens",
-            "100",
+            str(tokens),
             "--no-uvloop",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            stats(base)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    yield base, process
-    process.kill()
-    process.wait()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                stats(base)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield base, process
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def mock_llm() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with running_mock() as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 from streamrag.llm.base import LLMError
 from streamrag.llm.openai_compat import OpenAIChat
 
-from conftest import consume_then_cancel, free_port, stats
+from conftest import consume_then_cancel, free_port, running_mock, stats
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -104,3 +104,20 @@ def test_the_configured_base_url_selects_the_api_backend(monkeypatch, tmp_path) 
     monkeypatch.setenv("STREAMRAG_LLM_MODEL", "glm-4-flash")
     llm = make_llm(load_settings(home=tmp_path))
     assert isinstance(llm, OpenAIChat) and llm.name == "api:glm-4-flash"
+
+
+def test_an_upstream_that_stalls_mid_stream_times_out_with_a_retryable_error() -> None:
+    received: list[str] = []
+
+    async def run() -> None:
+        llm = OpenAIChat("m", base, timeout=0.5)
+        async for delta in llm.stream(MESSAGES, max_tokens=5, temperature=0):
+            received.append(delta.text)
+
+    with (
+        running_mock(first_token_ms=10, inter_token_ms=3000, tokens=5) as (base, _),
+        pytest.raises(LLMError) as caught,
+    ):
+        asyncio.run(run())
+    assert caught.value.code == "upstream_timeout" and caught.value.retryable
+    assert "".join(received).strip(), "the first token came before the stall"

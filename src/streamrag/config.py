@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         "'qwen2.5-coder-0.5b' (the default) or 'qwen2.5-coder-1.5b' (streamrag[quality]).",
     )
     llm_threads: int = Field(0, ge=0, description="Threads for the local model; 0 = all cores.")
+    llm_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for the API's next bytes (first token included)."
+    )
 
     answer_top_k: int = Field(5, ge=1, le=50, description="Sources retrieved per answer.")
     context_tokens: int = Field(

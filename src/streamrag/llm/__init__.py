@@ -22,7 +22,12 @@ def make_llm(settings: Settings) -> LLM:
     if settings.llm_base_url:
         from streamrag.llm.openai_compat import OpenAIChat
 
-        return OpenAIChat(settings.llm_model, settings.llm_base_url, settings.llm_api_key)
+        return OpenAIChat(
+            settings.llm_model,
+            settings.llm_base_url,
+            settings.llm_api_key,
+            timeout=settings.llm_timeout_s,
+        )
     from streamrag.llm.local import DEFAULT_MODEL, LocalLlama, bundled_model
 
     name = DEFAULT_MODEL if settings.llm_model == "default" else settings.llm_model
