@@ -136,8 +136,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stats(base: str) -> dict:
-    with urllib.request.urlopen(base.removesuffix("/v1") + "/stats") as response:
+def stats(base: str, query: str = "") -> dict:
+    """The mock server's counters and per-request records (``query``: e.g. "reset=1")."""
+    with urllib.request.urlopen(base.removesuffix("/v1") + "/stats?" + query) as response:
         return json.load(response)
 
 

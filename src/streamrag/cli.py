@@ -557,6 +557,22 @@ def chat(
                 err_console.print("[yellow]stopped[/yellow]")
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (SSE, OpenAI-compatible) on HOST:PORT."""
+    import uvicorn
+
+    from streamrag.server import create_app
+
+    with _reported():
+        application = create_app(_settings(ctx))
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 def main() -> None:
     """Entry point of the ``streamrag`` script."""
     try:

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     history_tokens: int = Field(
         1000, ge=0, description="Estimated tokens of conversation history used to condense."
     )
+    resume_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long a run goes on after its client disconnected, for a resume; "
+        "0 cancels it at once.",
+    )
+    heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeats.")
+    max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
     system_prompt_zh: str | None = Field(None, description="Replaces the Chinese instructions.")
     system_prompt_en: str | None = Field(None, description="Replaces the English instructions.")
 

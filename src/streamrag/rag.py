@@ -73,8 +73,8 @@ class RAG:
 
     ``overrides`` are settings fields (``kb="docs"``, ``llm_base_url=...``); ``llm`` replaces
     the configured model; ``create=False`` refuses a knowledge base that does not exist. Runs
-    are recorded in ``<home>/history.sqlite``; a ``session_id``
-    makes follow-up questions use the conversation so far.
+    are recorded in ``history`` (default ``<home>/history.sqlite``); a ``session_id`` makes
+    follow-up questions use the conversation so far.
     """
 
     def __init__(
@@ -83,6 +83,7 @@ class RAG:
         *,
         settings: Settings | None = None,
         llm: LLM | None = None,
+        history: SQLiteHistory | None = None,
         create: bool = True,
         **overrides: Any,
     ) -> None:
@@ -92,7 +93,7 @@ class RAG:
         else:
             self.settings = settings or load_settings(**overrides)
             self.kb = KnowledgeBase(kb, settings=self.settings, create=create)
-        self.history = SQLiteHistory(self.settings.home / "history.sqlite")
+        self.history = history or SQLiteHistory(self.settings.home / "history.sqlite")
         self._llm = llm
         self._engine: AnswerEngine | None = None
         self._engine_lock = threading.Lock()

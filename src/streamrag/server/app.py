@@ -1,0 +1,206 @@
+"""The HTTP service: the engine's event stream as SSE, with resume and cancel.
+
+Every answer runs as a :class:`~streamrag.server.live.LiveRun`, apart from the request that
+started it: the request follows it, a reconnect resumes it, a cancel stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from streamrag.config import Settings, load_settings
+from streamrag.errors import KnowledgeBaseNotFound, StreamragError
+from streamrag.history.sqlite import SQLiteHistory
+from streamrag.llm import LLM, make_llm
+from streamrag.rag import RAG
+from streamrag.server.live import LiveRun, LiveRuns
+from streamrag.server.sse import EventStream, parse_event_id, sse_bytes
+from streamrag.store import SearchFilter
+
+ID_PATTERN = r"^[\w.-]{1,64}$"
+
+
+class Filters(BaseModel):
+    """Restrict retrieval to some documents."""
+
+    doc_ids: list[str] = Field(default_factory=list, max_length=1000)
+    source_glob: str | None = Field(None, max_length=1000)
+    meta: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
+
+    def to_filter(self) -> SearchFilter:
+        return SearchFilter(tuple(self.doc_ids), self.source_glob, tuple(self.meta.items()))
+
+
+class ChatRequest(BaseModel):
+    """A question to answer as a stream of events."""
+
+    question: str = Field(min_length=1, description="The question, in Chinese or English.")
+    session_id: str | None = Field(None, pattern=ID_PATTERN, description="Continue a session.")
+    kb: str | None = Field(None, pattern=ID_PATTERN, description="Knowledge base name.")
+    top_k: int | None = Field(None, ge=1, le=50, description="Sources to retrieve.")
+    filters: Filters | None = None
+
+
+class ApiError(StreamragError):
+    """An error with its HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Answerers:
+    """One :class:`RAG` per knowledge base, sharing the model and the history."""
+
+    def __init__(self, settings: Settings, llm: LLM | None = None) -> None:
+        self.settings = settings
+        self.history = SQLiteHistory(settings.home / "history.sqlite")
+        self._llm = llm
+        self._rags: dict[str, RAG] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kb: str | None) -> RAG:
+        name = kb or self.settings.kb
+        with self._lock:
+            if name not in self._rags:
+                if self._llm is None:
+                    self._llm = make_llm(self.settings)
+                self._rags[name] = RAG(
+                    name, settings=self.settings, llm=self._llm, history=self.history, create=False
+                )
+            return self._rags[name]
+
+
+def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> FastAPI:
+    """The streamrag service; ``llm`` replaces the configured model (tests, embedding)."""
+    settings = settings or load_settings()
+    answerers = Answerers(settings, llm)
+    runs = LiveRuns(grace_s=settings.resume_grace_s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await runs.close()
+
+    app = FastAPI(
+        title="streamrag",
+        summary="Answers over your own documents, streamed with their sources.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runs = runs
+    app.state.answerers = answerers
+
+    @app.exception_handler(StreamragError)
+    async def streamrag_error(_: Request, exc: StreamragError) -> JSONResponse:
+        status, code = 400, type(exc).__name__
+        if isinstance(exc, ApiError):
+            status, code = exc.status, exc.code
+        elif isinstance(exc, KnowledgeBaseNotFound):
+            status, code = 404, "kb_not_found"
+        return JSONResponse({"error": {"code": code, "message": str(exc)}}, status_code=status)
+
+    async def start(request: ChatRequest) -> LiveRun:
+        if len(request.question) > settings.max_question_chars:
+            raise ApiError(
+                413,
+                "question_too_long",
+                f"the question has {len(request.question)} characters; "
+                f"the limit is {settings.max_question_chars}",
+            )
+        rag = await asyncio.to_thread(answerers.get, request.kb)
+        run_id = uuid.uuid4().hex
+        events = rag.astream_events(
+            request.question,
+            session_id=request.session_id,
+            run_id=run_id,
+            top_k=request.top_k,
+            where=request.filters.to_filter() if request.filters else None,
+        )
+        return runs.start(run_id, events, rag.history)
+
+    def follow(run: LiveRun, after: int = -1) -> EventStream:
+        return EventStream(
+            sse_bytes(run.follow(after, settings.heartbeat_s)), headers={"X-Run-Id": run.run_id}
+        )
+
+    @app.post("/v1/chat/stream", tags=["chat"], response_class=EventStream)
+    async def chat_stream(request: ChatRequest) -> EventStream:
+        """Answer a question as server-sent events: one message per engine event, with
+        ``id: <run_id>:<seq>``, ``event: <type>`` and ``data: <json>``."""
+        return follow(await start(request))
+
+    @app.get("/v1/chat/stream", tags=["chat"], response_class=EventStream)
+    async def chat_stream_get(
+        q: Annotated[str, Query(min_length=1, description="The question.")],
+        session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        kb: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        top_k: Annotated[int | None, Query(ge=1, le=50)] = None,
+    ) -> EventStream:
+        """The same stream for a browser ``EventSource``."""
+        request = ChatRequest(question=q, session_id=session_id, kb=kb, top_k=top_k)
+        return follow(await start(request))
+
+    @app.get("/v1/runs/{run_id}/events", tags=["runs"], response_class=EventStream)
+    async def run_events(
+        run_id: str,
+        last_event_id: Annotated[str | None, Header()] = None,
+        after: Annotated[int | None, Query(ge=-1, description="Resume after this seq.")] = None,
+    ) -> EventStream:
+        """Resume a run: the events after ``Last-Event-ID`` (or ``?after=``), then live ones."""
+        run = runs.get(run_id)
+        if run is None:
+            raise ApiError(
+                404,
+                "run_not_live",
+                f"run {run_id!r} is not running here (runs are kept {runs.keep_s:.0f} s after "
+                f"they finish); its record is at /v1/runs/{run_id}",
+            )
+        resume_from = parse_event_id(last_event_id, run_id)
+        if resume_from is None:
+            resume_from = after if after is not None else -1
+        return follow(run, resume_from)
+
+    @app.post("/v1/runs/{run_id}/cancel", tags=["runs"])
+    async def cancel_run(run_id: str) -> dict[str, Any]:
+        """Stop a run now; its partial answer is recorded with finish_reason cancelled."""
+        run = runs.get(run_id)
+        if run is None:
+            raise ApiError(404, "run_not_live", f"run {run_id!r} is not running here")
+        cancelled = run.cancel()
+        await asyncio.shield(run.task)
+        return {"run_id": run_id, "cancelled": cancelled}
+
+    @app.get("/v1/runs", tags=["runs"])
+    async def list_runs(
+        session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """The recorded runs, oldest first (of one session, if given)."""
+        records = await asyncio.to_thread(answerers.history.runs, session_id, limit)
+        return [record.to_dict() for record in records]
+
+    @app.get("/v1/runs/{run_id}", tags=["runs"])
+    async def show_run(run_id: str) -> dict[str, Any]:
+        """One run's record."""
+        record = await asyncio.to_thread(answerers.history.get_run, run_id)
+        if record is None:
+            raise ApiError(404, "run_not_found", f"no run {run_id!r} is recorded")
+        return record.to_dict()
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "active_runs": runs.active}
+
+    return app

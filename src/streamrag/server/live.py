@@ -1,0 +1,172 @@
+"""Runs that outlive their HTTP connection: an event buffer to resume from, grace, cancel.
+
+A :class:`LiveRun` drives one engine run in its own task and keeps every event. Any number of
+followers read it from a given seq (a client that reconnects with ``Last-Event-ID`` reads
+from where it stopped: nothing lost, nothing repeated). When the last follower goes away the
+run goes on for ``grace_s`` seconds for a reconnect; then it is cancelled, so that nobody
+pays for tokens nobody reads. A cancelled run ends with a ``done`` event built from its
+record (finish_reason "cancelled"), so a late follower still sees how it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from streamrag.answer.events import Done, Event
+from streamrag.history.base import RunLog
+
+log = logging.getLogger("streamrag.server")
+
+HEARTBEAT = None  # what follow() yields when nothing happened for heartbeat_s
+
+
+class LiveRun:
+    """One run's events, produced by a task and read by followers."""
+
+    def __init__(
+        self,
+        run_id: str,
+        events: AsyncIterator[Event],
+        *,
+        runlog: RunLog | None,
+        grace_s: float,
+        on_finish: Callable[[LiveRun], Any],
+    ) -> None:
+        self.run_id = run_id
+        self.events: list[Event] = []
+        self.finished = False
+        self.followers = 0
+        self.started = time.monotonic()
+        self._runlog = runlog
+        self._grace_s = grace_s
+        self._grace: asyncio.TimerHandle | None = None
+        self._changed: asyncio.Future[None] | None = None
+        self._on_finish = on_finish
+        self.task = asyncio.create_task(self._drive(events), name=f"run-{run_id}")
+
+    @property
+    def done(self) -> Done | None:
+        last = self.events[-1] if self.events else None
+        return last if isinstance(last, Done) else None
+
+    async def _drive(self, events: AsyncIterator[Event]) -> None:
+        try:
+            async for event in events:
+                self.events.append(event)
+                self._notify()
+        except asyncio.CancelledError:
+            await self._append_cancelled_done()
+        except Exception:  # the engine reports its own failures; this is a bug
+            log.exception("run %s failed", self.run_id)
+        finally:
+            self.finished = True
+            self._notify()
+            self._on_finish(self)
+
+    async def _append_cancelled_done(self) -> None:
+        record = None
+        if self._runlog is not None:
+            record = await asyncio.to_thread(self._runlog.get_run, self.run_id)
+        answer = "".join(getattr(e, "text", "") for e in self.events if e.type == "token")
+        self.events.append(
+            Done(
+                run_id=self.run_id,
+                seq=len(self.events),
+                answer=answer,
+                citations=record.citations if record else [],
+                finish_reason="cancelled",
+                timings=record.timings if record else {},
+                usage=record.usage if record else {},
+                invalid_citations=record.invalid_citations if record else 0,
+                standalone_question=record.standalone_question if record else None,
+                sources=record.retrieved if record else [],
+            )
+        )
+
+    def _notify(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
+
+    async def follow(
+        self, after: int = -1, heartbeat_s: float = 15.0
+    ) -> AsyncIterator[Event | None]:
+        """The events with seq > ``after``, then live ones until ``done``; ``HEARTBEAT``
+        (None) after every ``heartbeat_s`` without one."""
+        self.followers += 1
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        position = after + 1  # seq is the index in the run's events
+        try:
+            while True:
+                while position < len(self.events):
+                    yield self.events[position]
+                    position += 1
+                if self.finished:
+                    return
+                if self._changed is None:
+                    self._changed = asyncio.get_running_loop().create_future()
+                changed = self._changed
+                done, _ = await asyncio.wait((changed,), timeout=heartbeat_s)
+                if not done:
+                    yield HEARTBEAT
+        finally:
+            self.followers -= 1
+            if not self.followers and not self.finished:
+                self._left_alone()
+
+    def _left_alone(self) -> None:
+        if self._grace_s <= 0:
+            self.cancel()
+        else:
+            loop = asyncio.get_running_loop()
+            self._grace = loop.call_later(self._grace_s, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if not self.followers:
+            log.info("run %s: nobody resumed within %.1f s, cancelling", self.run_id, self._grace_s)
+            self.cancel()
+
+    def cancel(self) -> bool:
+        """Stop the run now; False when it had already finished."""
+        if self.finished:
+            return False
+        self.task.cancel()
+        return True
+
+
+class LiveRuns:
+    """The runs of this process, kept ``keep_s`` seconds after they finish for late resumes."""
+
+    def __init__(self, *, grace_s: float, keep_s: float = 300.0) -> None:
+        self.grace_s = grace_s
+        self.keep_s = keep_s
+        self._runs: dict[str, LiveRun] = {}
+
+    def start(self, run_id: str, events: AsyncIterator[Event], runlog: RunLog | None) -> LiveRun:
+        run = LiveRun(run_id, events, runlog=runlog, grace_s=self.grace_s, on_finish=self._finished)
+        self._runs[run_id] = run
+        return run
+
+    def get(self, run_id: str) -> LiveRun | None:
+        return self._runs.get(run_id)
+
+    @property
+    def active(self) -> int:
+        return sum(not run.finished for run in self._runs.values())
+
+    def _finished(self, run: LiveRun) -> None:
+        asyncio.get_running_loop().call_later(self.keep_s, self._runs.pop, run.run_id, None)
+
+    async def close(self) -> None:
+        """Cancel every unfinished run and wait for them to record themselves."""
+        running = [run.task for run in self._runs.values() if not run.finished]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

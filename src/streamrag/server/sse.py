@@ -1,0 +1,46 @@
+"""Server-sent events: the engine's events on the wire, with heartbeats."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.responses import StreamingResponse
+
+from streamrag.answer.events import Event
+
+PING = b": ping\n\n"
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def encode(event: Event) -> bytes:
+    """One SSE message: ``id: <run_id>:<seq>``, ``event: <type>``, ``data: <json>``."""
+    return (
+        f"id: {event.run_id}:{event.seq}\nevent: {event.type}\ndata: {event.to_json()}\n\n"
+    ).encode()
+
+
+def parse_event_id(value: str | None, run_id: str) -> int | None:
+    """The seq in a ``Last-Event-ID`` of this run; None when absent or another run's."""
+    if not value:
+        return None
+    owner, _, seq = value.rpartition(":")
+    if owner != run_id or not seq.isdigit():
+        return None
+    return int(seq)
+
+
+async def sse_bytes(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    """Encode events; ``None`` (nothing happened for a while) becomes a comment heartbeat."""
+    async for event in events:
+        yield PING if event is None else encode(event)
+
+
+class EventStream(StreamingResponse):
+    """``text/event-stream`` with the headers proxies need not to buffer or cache it."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, content: AsyncIterator[bytes], headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(content, headers={**HEADERS, **(headers or {})})

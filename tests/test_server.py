@@ -1,0 +1,266 @@
+"""The HTTP service on a real uvicorn (127.0.0.1) with real HTTP clients: SSE, resume, cancel,
+disconnects, errors. Embeddings come from the local mock server; the LLM is scripted unless a
+test is about the upstream connection."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from streamrag import KnowledgeBase, load_settings
+from streamrag.config import Settings
+from streamrag.llm.openai_compat import OpenAIChat
+from streamrag.sample import DOCS
+from streamrag.server import create_app
+
+from conftest import ScriptedLLM, free_port, running_mock, stats
+
+
+@pytest.fixture(scope="module")
+def mock() -> Iterator[str]:
+    with running_mock(first_token_ms=30, inter_token_ms=20, tokens=100) as (base, _):
+        yield base
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path, mock: str) -> Settings:
+    settings = load_settings(
+        home=tmp_path / "home", kb="shop", embed_base_url=mock, embed_model="mock-embed"
+    )
+    with KnowledgeBase("shop", settings=settings) as kb:
+        assert kb.ingest([DOCS]).ok
+    return settings
+
+
+@contextmanager
+def serving(settings: Settings, llm: Any) -> Iterator[httpx.Client]:
+    """A real uvicorn serving streamrag in a thread; yields an HTTP client for it."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, llm=llm), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def sse_messages(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """Parse an event stream into messages ({'id', 'event', 'data'} or {'comment'})."""
+    message: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if message:
+                yield message
+            message = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            field, _, value = line.partition(":")
+            message[field] = value.removeprefix(" ")
+
+
+def test_a_question_streams_as_typed_server_sent_events(server_settings: Settings) -> None:
+    llm = ScriptedLLM(["七天内", "可以退货", "[1]。"])
+    with (
+        serving(server_settings, llm) as client,
+        client.stream("POST", "/v1/chat/stream", json={"question": "可以退货吗？"}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        messages = list(sse_messages(response.iter_lines()))
+    data = [json.loads(m["data"]) for m in messages]
+    run_id = response.headers["x-run-id"]
+    assert [m["id"] for m in messages] == [f"{run_id}:{seq}" for seq in range(len(messages))]
+    assert [m["event"] for m in messages] == [d["type"] for d in data]
+    assert all(d["run_id"] == run_id for d in data)
+    types = [d["type"] for d in data]
+    assert types[0] == "run.started" and types[-1] == "done"
+    assert types.index("sources") < types.index("token") < types.index("citation")
+    assert (
+        data[-1]["answer"]
+        == "七天内可以退货[1]。"
+        == "".join(d["text"] for d in data if d["type"] == "token")
+    )
+
+
+def test_get_for_event_source_and_the_recorded_run(server_settings: Settings) -> None:
+    with serving(server_settings, ScriptedLLM(["ok"])) as client:
+        with client.stream(
+            "GET", "/v1/chat/stream", params={"q": "退货", "session_id": "web-1"}
+        ) as response:
+            data = [json.loads(m["data"]) for m in sse_messages(response.iter_lines())]
+        run_id = data[0]["run_id"]
+        assert data[0]["session_id"] == "web-1"
+        record = client.get(f"/v1/runs/{run_id}").json()
+        assert record["answer"] == "ok" and record["finish_reason"] == "stop"
+        assert record["retrieved"] == data[-1]["sources"]
+        assert [
+            r["run_id"] for r in client.get("/v1/runs", params={"session_id": "web-1"}).json()
+        ] == [run_id]
+
+
+def test_resuming_from_random_cut_points_loses_and_repeats_nothing(
+    server_settings: Settings,
+) -> None:
+    tokens = [f"t{i} " for i in range(60)]
+    llm = ScriptedLLM(tokens, delay=0.01)
+    rng = random.Random(7)
+    seen: list[dict[str, Any]] = []
+    with serving(server_settings, llm) as client:
+        with client.stream("POST", "/v1/chat/stream", json={"question": "退货"}) as response:
+            run_id = response.headers["x-run-id"]
+            for message in sse_messages(response.iter_lines()):
+                seen.append({"id": message["id"], **json.loads(message["data"])})
+                if len(seen) == 3:
+                    break  # the connection drops
+        reconnects = 0
+        while seen[-1]["type"] != "done":
+            cut = rng.randint(1, 12)
+            headers = {"Last-Event-ID": seen[-1]["id"]}
+            with client.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+                assert response.status_code == 200
+                for count, message in enumerate(sse_messages(response.iter_lines()), 1):
+                    seen.append({"id": message["id"], **json.loads(message["data"])})
+                    if count == cut:
+                        break
+            reconnects += 1
+    assert reconnects >= 5
+    assert [event["seq"] for event in seen] == list(range(len(seen)))
+    answer = "".join(event["text"] for event in seen if event["type"] == "token")
+    assert answer == "".join(tokens) == seen[-1]["answer"]
+    assert seen[-1]["finish_reason"] == "stop"
+
+
+def test_after_query_parameter_resumes_too(server_settings: Settings) -> None:
+    with serving(server_settings, ScriptedLLM(["a", "b", "c"])) as client:
+        with client.stream("POST", "/v1/chat/stream", json={"question": "退货"}) as response:
+            everything = [json.loads(m["data"]) for m in sse_messages(response.iter_lines())]
+        run_id = everything[0]["run_id"]
+        with client.stream("GET", f"/v1/runs/{run_id}/events", params={"after": 2}) as response:
+            rest = [json.loads(m["data"]) for m in sse_messages(response.iter_lines())]
+    assert rest == everything[3:]
+
+
+def test_a_dropped_client_cancels_the_upstream_within_50_ms_with_grace_0(
+    server_settings: Settings, mock: str
+) -> None:
+    settings = server_settings.model_copy(update={"resume_grace_s": 0.0})
+    stats(mock, "reset=1")
+    with serving(settings, OpenAIChat("mock", mock)) as client:
+        with client.stream("POST", "/v1/chat/stream", json={"question": "退货"}) as response:
+            run_id = response.headers["x-run-id"]
+            for message in sse_messages(response.iter_lines()):
+                if message.get("event") == "token":
+                    break
+            dropped = time.time()
+        deadline = time.monotonic() + 5
+        while True:
+            records = [r for r in stats(mock)["records"] if r.get("client_closed_early")]
+            if records or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        [upstream] = records
+        assert upstream["t_client_closed"] - dropped < 0.05
+        assert upstream["tokens_sent"] < 100
+        for _ in range(100):
+            record = client.get(f"/v1/runs/{run_id}").json()
+            if "finish_reason" in record:
+                break
+            time.sleep(0.05)
+        assert record["finish_reason"] == "cancelled" and record["answer"]
+
+
+def test_a_run_survives_a_drop_within_the_grace_period(server_settings: Settings) -> None:
+    llm = ScriptedLLM([f"t{i} " for i in range(30)], delay=0.02)
+    with serving(server_settings, llm) as client:
+        with client.stream("POST", "/v1/chat/stream", json={"question": "退货"}) as response:
+            run_id = response.headers["x-run-id"]
+            for message in sse_messages(response.iter_lines()):
+                if message.get("event") == "token":
+                    break
+        time.sleep(0.3)  # away for a while, within the 5 s grace
+        with client.stream("GET", f"/v1/runs/{run_id}/events", params={"after": -1}) as response:
+            data = [json.loads(m["data"]) for m in sse_messages(response.iter_lines())]
+    assert data[-1]["finish_reason"] == "stop" and llm.produced == 30
+
+
+def test_explicit_cancel_stops_the_run_and_records_it(server_settings: Settings) -> None:
+    llm = ScriptedLLM([f"t{i} " for i in range(1000)], delay=0.01)
+    with serving(server_settings, llm) as client:
+        with client.stream("POST", "/v1/chat/stream", json={"question": "退货"}) as response:
+            run_id = response.headers["x-run-id"]
+            data = []
+            for message in sse_messages(response.iter_lines()):
+                data.append(json.loads(message["data"]))
+                if len(data) == 8:
+                    assert client.post(f"/v1/runs/{run_id}/cancel").json() == {
+                        "run_id": run_id,
+                        "cancelled": True,
+                    }
+        record = client.get(f"/v1/runs/{run_id}").json()
+        again = client.post(f"/v1/runs/{run_id}/cancel").json()
+    assert data[-1]["type"] == "done" and data[-1]["finish_reason"] == "cancelled"
+    answer = "".join(d["text"] for d in data if d["type"] == "token")
+    assert (
+        data[-1]["answer"] == answer == record["answer"] and record["finish_reason"] == "cancelled"
+    )
+    assert llm.closed and llm.produced < 1000 and again["cancelled"] is False
+
+
+def test_heartbeats_keep_a_quiet_stream_alive(server_settings: Settings) -> None:
+    settings = server_settings.model_copy(update={"heartbeat_s": 0.1})
+    llm = ScriptedLLM(["late"], delay=0.45)
+    with (
+        serving(settings, llm) as client,
+        client.stream("POST", "/v1/chat/stream", json={"question": "退货"}) as response,
+    ):
+        messages = list(sse_messages(response.iter_lines()))
+    pings = [m for m in messages if m.get("comment") == "ping"]
+    assert len(pings) >= 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "needle"),
+    [
+        ("POST", "/v1/chat/stream", {"question": ""}, 422, "question"),
+        ("POST", "/v1/chat/stream", {}, 422, "question"),
+        ("POST", "/v1/chat/stream", {"question": "x", "top_k": 0}, 422, "top_k"),
+        ("POST", "/v1/chat/stream", {"question": "x", "session_id": "../etc"}, 422, "session_id"),
+        ("POST", "/v1/chat/stream", {"question": "x" * 4001}, 413, "limit is 4000"),
+        ("POST", "/v1/chat/stream", {"question": "x", "kb": "nope"}, 404, "'nope'"),
+        ("GET", "/v1/chat/stream", None, 422, "q"),
+        ("GET", "/v1/runs/unknown/events", None, 404, "not running here"),
+        ("POST", "/v1/runs/unknown/cancel", None, 404, "not running here"),
+        ("GET", "/v1/runs/unknown", None, 404, "no run 'unknown'"),
+    ],
+)
+def test_bad_requests_get_precise_json_errors(
+    server_settings: Settings, method: str, path: str, body: Any, status: int, needle: str
+) -> None:
+    with serving(server_settings, ScriptedLLM(["x"])) as client:
+        response = client.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert needle in response.text
