@@ -264,3 +264,114 @@ def test_bad_requests_get_precise_json_errors(
         response = client.request(method, path, json=body)
     assert response.status_code == status, response.text
     assert needle in response.text
+
+
+def test_the_official_openai_sdk_streams_with_sources_and_usage(server_settings: Settings) -> None:
+    import openai
+
+    llm = ScriptedLLM(["七天内", "可以退货", "[1]。"])
+    settings = server_settings.model_copy(update={"condense": "off"})
+    with serving(settings, llm) as client:
+        sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="unused")
+        assert [m.id for m in sdk.models.list().data] == ["shop"]
+        chunks = list(
+            sdk.chat.completions.create(
+                model="shop",
+                messages=[
+                    {"role": "user", "content": "退货要几天？"},
+                    {"role": "assistant", "content": "七天。"},
+                    {"role": "user", "content": "要发票吗？"},
+                ],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        whole = sdk.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "可以退货吗？"}]
+        )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "七天内可以退货[1]。"
+    first = chunks[0].model_extra
+    assert first["sources"][0]["number"] == 1 and first["sources"][0]["chunk_id"]
+    citations = [c.model_extra["citations"] for c in chunks if c.model_extra.get("citations")]
+    assert citations[0][0]["number"] == 1
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens == 3 and not chunks[-1].choices
+    assert whole.choices[0].message.content == "七天内可以退货[1]。"
+    assert whole.model_extra["sources"] and whole.model_extra["citations"][0]["number"] == 1
+    assert whole.usage.prompt_tokens == 42
+
+
+def test_openai_history_condenses_the_follow_up(server_settings: Settings) -> None:
+    import openai
+
+    settings = server_settings.model_copy(update={"condense": "rules"})
+    with serving(settings, ScriptedLLM(["ok"])) as client:
+        sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="unused")
+        sdk.chat.completions.create(
+            model="default",
+            messages=[
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "退货要几天？"},
+                {"role": "assistant", "content": "七天。"},
+                {"role": "user", "content": "要发票吗？"},
+            ],
+        )
+        [record] = client.get("/v1/runs").json()
+    assert record["standalone_question"] == "退货要几天？ 要发票吗？"
+
+
+def test_the_async_openai_sdk_and_an_upstream_error(server_settings: Settings) -> None:
+    import asyncio
+
+    import openai
+
+    async def run(base: str) -> tuple[str, Exception]:
+        sdk = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        stream = await sdk.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "退货"}], stream=True
+        )
+        text = ""
+        with pytest.raises(openai.APIError) as caught:
+            async for chunk in stream:
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        return text, caught.value
+
+    llm = ScriptedLLM(["七天", "内", "x"], fail_after=2)
+    with serving(server_settings, llm) as client:
+        text, error = asyncio.run(run(str(client.base_url)))
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "shop", "messages": [{"role": "user", "content": "退货"}]},
+        )
+    assert text == "七天内" and "connection reset" in str(error)
+    assert (
+        response.status_code == 502 and response.json()["error"]["code"] == "upstream_disconnected"
+    )
+
+
+def test_the_non_streaming_and_plain_text_fallbacks(server_settings: Settings) -> None:
+    with serving(server_settings, ScriptedLLM(["七天内", "可以退货[1]。"])) as client:
+        answer = client.post("/v1/chat", json={"question": "可以退货吗？"}).json()
+        text = client.get("/v1/chat/text", params={"q": "可以退货吗？"})
+    assert answer["text"] == "七天内可以退货[1]。" and answer["finish_reason"] == "stop"
+    assert answer["sources"][0]["number"] == 1 and answer["citations"][0]["number"] == 1
+    assert text.headers["content-type"].startswith("text/plain")
+    body, _, sources = text.text.partition("\n\n")
+    assert body == "七天内可以退货[1]。" and sources.startswith("[1] ")
+
+
+def test_bad_openai_requests(server_settings: Settings) -> None:
+    with serving(server_settings, ScriptedLLM(["x"])) as client:
+        empty = client.post("/v1/chat/completions", json={"model": "shop", "messages": []})
+        assistant_last = client.post(
+            "/v1/chat/completions",
+            json={"model": "shop", "messages": [{"role": "assistant", "content": "hi"}]},
+        )
+        unknown = client.post(
+            "/v1/chat/completions",
+            json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert empty.status_code == 422
+    assert assistant_last.status_code == 422 and "last message" in assistant_last.text
+    assert unknown.status_code == 404 and "'nope'" in unknown.text

@@ -11,19 +11,24 @@ import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from streamrag.answer.events import Error, Event
 from streamrag.config import Settings, load_settings
 from streamrag.errors import KnowledgeBaseNotFound, StreamragError
+from streamrag.history.base import Turn
 from streamrag.history.sqlite import SQLiteHistory
+from streamrag.kb import list_knowledge_bases
 from streamrag.llm import LLM, make_llm
-from streamrag.rag import RAG
+from streamrag.rag import RAG, Answer
 from streamrag.server.live import LiveRun, LiveRuns
-from streamrag.server.sse import EventStream, parse_event_id, sse_bytes
+from streamrag.server.openai_api import ChatCompletionRequest, completion, completion_chunks
+from streamrag.server.sse import HEADERS, EventStream, parse_event_id, plain_text, sse_bytes
 from streamrag.store import SearchFilter
 
 ID_PATTERN = r"^[\w.-]{1,64}$"
@@ -111,24 +116,46 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
             status, code = 404, "kb_not_found"
         return JSONResponse({"error": {"code": code, "message": str(exc)}}, status_code=status)
 
-    async def start(request: ChatRequest) -> LiveRun:
-        if len(request.question) > settings.max_question_chars:
+    async def start(
+        question: str,
+        *,
+        kb: str | None = None,
+        session_id: str | None = None,
+        top_k: int | None = None,
+        where: SearchFilter | None = None,
+        history: list[Turn] | None = None,
+    ) -> LiveRun:
+        if len(question) > settings.max_question_chars:
             raise ApiError(
                 413,
                 "question_too_long",
-                f"the question has {len(request.question)} characters; "
+                f"the question has {len(question)} characters; "
                 f"the limit is {settings.max_question_chars}",
             )
-        rag = await asyncio.to_thread(answerers.get, request.kb)
+        rag = await asyncio.to_thread(answerers.get, kb)
         run_id = uuid.uuid4().hex
         events = rag.astream_events(
-            request.question,
-            session_id=request.session_id,
+            question,
+            session_id=session_id,
             run_id=run_id,
+            top_k=top_k,
+            where=where,
+            history=history,
+        )
+        return runs.start(run_id, events, rag.history)
+
+    async def start_chat(request: ChatRequest) -> LiveRun:
+        return await start(
+            request.question,
+            kb=request.kb,
+            session_id=request.session_id,
             top_k=request.top_k,
             where=request.filters.to_filter() if request.filters else None,
         )
-        return runs.start(run_id, events, rag.history)
+
+    async def finished(run: LiveRun) -> list[Event]:
+        await asyncio.shield(run.task)
+        return run.events
 
     def follow(run: LiveRun, after: int = -1) -> EventStream:
         return EventStream(
@@ -139,7 +166,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
     async def chat_stream(request: ChatRequest) -> EventStream:
         """Answer a question as server-sent events: one message per engine event, with
         ``id: <run_id>:<seq>``, ``event: <type>`` and ``data: <json>``."""
-        return follow(await start(request))
+        return follow(await start_chat(request))
 
     @app.get("/v1/chat/stream", tags=["chat"], response_class=EventStream)
     async def chat_stream_get(
@@ -150,7 +177,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
     ) -> EventStream:
         """The same stream for a browser ``EventSource``."""
         request = ChatRequest(question=q, session_id=session_id, kb=kb, top_k=top_k)
-        return follow(await start(request))
+        return follow(await start_chat(request))
 
     @app.get("/v1/runs/{run_id}/events", tags=["runs"], response_class=EventStream)
     async def run_events(
@@ -198,6 +225,59 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
         if record is None:
             raise ApiError(404, "run_not_found", f"no run {run_id!r} is recorded")
         return record.to_dict()
+
+    @app.post("/v1/chat", tags=["chat"])
+    async def chat(request: ChatRequest) -> dict[str, Any]:
+        """The whole answer as one JSON object (the non-streaming fallback)."""
+        answer = Answer.from_events(await finished(await start_chat(request)))
+        return asdict(answer)
+
+    @app.get("/v1/chat/text", tags=["chat"], response_class=PlainTextResponse)
+    async def chat_text(
+        q: Annotated[str, Query(min_length=1, description="The question.")],
+        session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        kb: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    ) -> StreamingResponse:
+        """The answer as plain chunked text (for curl), then its numbered sources."""
+        run = await start(q, kb=kb, session_id=session_id)
+        return StreamingResponse(
+            plain_text(run.follow(-1, settings.heartbeat_s)),
+            media_type="text/plain; charset=utf-8",
+            headers={**HEADERS, "X-Run-Id": run.run_id},
+        )
+
+    @app.post("/v1/chat/completions", tags=["openai"], response_model=None)
+    async def chat_completions(request: ChatCompletionRequest) -> dict[str, Any] | EventStream:
+        """OpenAI-compatible chat completions; ``model`` names the knowledge base."""
+        try:
+            question, history = request.question_and_history()
+        except ValueError as exc:
+            raise ApiError(422, "invalid_messages", str(exc)) from None
+        kb = None if request.model == "default" else request.model
+        run = await start(question, kb=kb, history=history)
+        if request.stream:
+            include_usage = bool(request.stream_options and request.stream_options.include_usage)
+            chunks = completion_chunks(
+                run.follow(-1, settings.heartbeat_s), request.model, include_usage
+            )
+            return EventStream(chunks, headers={"X-Run-Id": run.run_id})
+        events = await finished(run)
+        error = next((e for e in events if isinstance(e, Error)), None)
+        if error is not None:
+            raise ApiError(502, error.code, error.message)
+        return completion(events, request.model)
+
+    @app.get("/v1/models", tags=["openai"])
+    async def models() -> dict[str, Any]:
+        """The knowledge bases, as OpenAI models."""
+        infos = await asyncio.to_thread(list_knowledge_bases, settings)
+        return {
+            "object": "list",
+            "data": [
+                {"id": info.name, "object": "model", "created": 0, "owned_by": "streamrag"}
+                for info in infos
+            ],
+        }
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.responses import StreamingResponse
 
-from streamrag.answer.events import Event
+from streamrag.answer.events import Error, Event, Source, Sources, Token
+from streamrag.answer.prompt import heading
 
 PING = b": ping\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -33,6 +34,20 @@ async def sse_bytes(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]
     """Encode events; ``None`` (nothing happened for a while) becomes a comment heartbeat."""
     async for event in events:
         yield PING if event is None else encode(event)
+
+
+async def plain_text(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    """The answer's text as it streams, then its numbered sources, one per line."""
+    sources: list[Source] = []
+    async for event in events:
+        if isinstance(event, Token):
+            yield event.text.encode()
+        elif isinstance(event, Sources):
+            sources = event.sources
+        elif isinstance(event, Error):
+            yield f"\n[error {event.code}: {event.message}]".encode()
+    lines = [f"[{s.number}] {heading(s)} ({s.source})" for s in sources]
+    yield ("\n\n" + "\n".join(lines) + "\n").encode() if lines else b"\n"
 
 
 class EventStream(StreamingResponse):

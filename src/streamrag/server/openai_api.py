@@ -1,0 +1,152 @@
+"""The OpenAI-compatible surface: chat completions (streamed or not) as an adapter over the
+engine's events.
+
+``model`` names the knowledge base. Earlier messages are the conversation history; the last
+user message is the question. Sources and citations ride in extra fields (``sources`` on the
+first chunk and on the completion, ``citations`` on the chunk whose text closed a marker and
+on the completion), so OpenAI clients work unchanged and can still show them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from streamrag.answer.events import Citation, Done, Error, Event, Sources, Token, Usage
+from streamrag.history.base import Turn
+
+FINISH = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "error"}
+
+
+class ChatMessageIn(BaseModel):
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The OpenAI chat completions request; ``model`` is the knowledge base."""
+
+    model: str = Field(description="Knowledge base name ('default' for the configured one).")
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=200)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def question_and_history(self) -> tuple[str, list[Turn]]:
+        """The last user message, and the earlier user/assistant exchanges."""
+        turns: list[Turn] = []
+        for message in self.messages[:-1]:
+            if message.role == "user":
+                turns.append(Turn(message.text()))
+            elif message.role == "assistant" and turns and not turns[-1].answer:
+                turns[-1] = Turn(turns[-1].question, message.text())
+        last = self.messages[-1]
+        if last.role != "user" or not last.text().strip():
+            raise ValueError("the last message must be a non-empty user message")
+        return last.text(), turns
+
+
+def _chunk(run_id: str, model: str, created: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{run_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        **fields,
+    }
+
+
+def _data(payload: dict[str, Any]) -> bytes:
+    return (
+        b"data: "
+        + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        + b"\n\n"
+    )
+
+
+async def completion_chunks(
+    events: AsyncIterator[Event | None], model: str, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """``chat.completion.chunk`` SSE lines, then ``data: [DONE]``; an error mid-stream is an
+    ``error`` object, as OpenAI sends it."""
+    created = int(time.time())
+    usage: dict[str, int] | None = None
+    async for event in events:
+        if event is None:
+            yield b": ping\n\n"
+        elif isinstance(event, Sources):
+            sources = [asdict(source) for source in event.sources]
+            delta = {"role": "assistant", "content": ""}
+            choice = {"index": 0, "delta": delta, "finish_reason": None}
+            yield _data(_chunk(event.run_id, model, created, choices=[choice], sources=sources))
+        elif isinstance(event, Token):
+            choice = {"index": 0, "delta": {"content": event.text}, "finish_reason": None}
+            yield _data(_chunk(event.run_id, model, created, choices=[choice]))
+        elif isinstance(event, Citation):
+            cited = {"number": event.number, "chunk_id": event.chunk_id, "offset": event.offset}
+            yield _data(_chunk(event.run_id, model, created, choices=[], citations=[cited]))
+        elif isinstance(event, Error):
+            error = {"message": event.message, "type": "upstream_error", "code": event.code}
+            yield _data({"error": error})
+        elif isinstance(event, Usage) and include_usage:
+            usage = {  # sent after the finish_reason chunk, as OpenAI does
+                "prompt_tokens": event.prompt_tokens,
+                "completion_tokens": event.completion_tokens,
+                "total_tokens": event.prompt_tokens + event.completion_tokens,
+            }
+        elif isinstance(event, Done):
+            choice = {"index": 0, "delta": {}, "finish_reason": FINISH[event.finish_reason]}
+            yield _data(
+                _chunk(
+                    event.run_id,
+                    model,
+                    created,
+                    choices=[choice],
+                    citations=[asdict(c) for c in event.citations],
+                    streamrag={"finish_reason": event.finish_reason, "timings": event.timings},
+                )
+            )
+            if usage is not None:
+                yield _data(_chunk(event.run_id, model, created, choices=[], usage=usage))
+    yield b"data: [DONE]\n\n"
+
+
+def completion(events: list[Event], model: str) -> dict[str, Any]:
+    """The whole ``chat.completion`` object from a finished run's events."""
+    done = next(e for e in events if isinstance(e, Done))
+    sources = next((e.sources for e in events if isinstance(e, Sources)), [])
+    usage = done.usage
+    return {
+        "id": f"chatcmpl-{done.run_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": done.answer},
+                "finish_reason": FINISH[done.finish_reason],
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage.get("prompt_tokens", 0),
+            "completion_tokens": usage.get("completion_tokens", 0),
+            "total_tokens": usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0),
+        },
+        "sources": [asdict(source) for source in sources],
+        "citations": [asdict(c) for c in done.citations],
+        "streamrag": {"finish_reason": done.finish_reason, "timings": done.timings},
+    }
