@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated data directory, fake embedder and LLM, the mock LLM server."""
+"""Shared fixtures: an isolated data directory, fake embedder and LLM, the mock LLM server,
+the sample knowledge base, the bundled model, a real uvicorn serving streamrag."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
+import uvicorn
 
 from streamrag import KnowledgeBase, load_settings
 from streamrag.config import Settings
@@ -24,6 +29,7 @@ from streamrag.embed import normalize
 from streamrag.llm.base import ChatMessage, LLMDelta, LLMError
 from streamrag.llm.local import BUNDLED_MODELS, DEFAULT_MODEL, LocalLlama, bundled_model
 from streamrag.sample import DOCS
+from streamrag.server import create_app
 
 
 class HashEmbedder:
@@ -205,3 +211,42 @@ def local_llm(tmp_path_factory: pytest.TempPathFactory) -> LocalLlama:
         path.with_suffix(".sha256").read_text().split()[0] == BUNDLED_MODELS[DEFAULT_MODEL].sha256
     )
     return LocalLlama(path, n_threads=2)
+
+
+@pytest.fixture(scope="module")
+def mock() -> Iterator[str]:
+    with running_mock(first_token_ms=30, inter_token_ms=20, tokens=100) as (base, _):
+        yield base
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path, mock: str) -> Settings:
+    settings = load_settings(
+        home=tmp_path / "home", kb="shop", embed_base_url=mock, embed_model="mock-embed"
+    )
+    with KnowledgeBase("shop", settings=settings) as kb:
+        assert kb.ingest([DOCS]).ok
+    return settings
+
+
+@contextmanager
+def serving(settings: Settings, llm: Any) -> Iterator[httpx.Client]:
+    """A real uvicorn serving streamrag in a thread; yields an HTTP client for it."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, llm=llm), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(20)

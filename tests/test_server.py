@@ -6,63 +6,16 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 
-from streamrag import KnowledgeBase, load_settings
 from streamrag.config import Settings
 from streamrag.llm.openai_compat import OpenAIChat
-from streamrag.sample import DOCS
-from streamrag.server import create_app
 
-from conftest import ScriptedLLM, free_port, running_mock, stats
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[str]:
-    with running_mock(first_token_ms=30, inter_token_ms=20, tokens=100) as (base, _):
-        yield base
-
-
-@pytest.fixture
-def server_settings(tmp_path: Path, mock: str) -> Settings:
-    settings = load_settings(
-        home=tmp_path / "home", kb="shop", embed_base_url=mock, embed_model="mock-embed"
-    )
-    with KnowledgeBase("shop", settings=settings) as kb:
-        assert kb.ingest([DOCS]).ok
-    return settings
-
-
-@contextmanager
-def serving(settings: Settings, llm: Any) -> Iterator[httpx.Client]:
-    """A real uvicorn serving streamrag in a thread; yields an HTTP client for it."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, llm=llm), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(20)
+from conftest import ScriptedLLM, serving, stats
 
 
 def sse_messages(lines: Iterator[str]) -> Iterator[dict[str, str]]:

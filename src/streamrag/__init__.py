@@ -1,5 +1,6 @@
 """streamrag: answers over your own documents, streamed with their sources."""
 
+from streamrag.client import Client
 from streamrag.config import Settings, load_settings
 from streamrag.errors import StreamragError
 from streamrag.kb import KnowledgeBase, drop_knowledge_base, list_knowledge_bases
@@ -13,6 +14,7 @@ __all__ = [
     "RAG",
     "Answer",
     "Chunk",
+    "Client",
     "DocumentInfo",
     "KnowledgeBase",
     "SearchFilter",

@@ -503,15 +503,31 @@ def ask(
         str | None, typer.Option("--session", help="Continue this conversation.")
     ] = None,
     top_k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=50)] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Ask a running 'streamrag serve' at this URL.")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="STREAMRAG_API_KEY", help="For --url.")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the events as JSON lines.")
     ] = False,
 ) -> None:
     """Answer QUESTION from the knowledge base, streaming the answer, then its sources."""
-    from streamrag.rag import RAG
+    with _reported():
+        if url:
+            from streamrag.client import Client
 
-    with _reported(), RAG(kb, settings=_settings(ctx, answer_top_k=top_k), create=False) as rag:
-        done = _print_answer(rag.stream_events(question, session_id=session), as_json=as_json)
+            events = Client(url, api_key).stream(question, session, kb=kb, top_k=top_k)
+            done = _print_answer(events, as_json=as_json)
+        else:
+            from streamrag.rag import RAG
+
+            settings = _settings(ctx, answer_top_k=top_k)
+            with RAG(kb, settings=settings, create=False) as rag:
+                done = _print_answer(
+                    rag.stream_events(question, session_id=session), as_json=as_json
+                )
     if done is not None and done.finish_reason == "error":
         raise typer.Exit(1)
 

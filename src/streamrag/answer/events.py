@@ -113,3 +113,22 @@ class Done(Event):
     invalid_citations: int = 0
     standalone_question: str | None = None
     sources: list[str] = field(default_factory=list)  # chunk ids, in source order
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls for cls in (RunStarted, Status, Sources, Token, Citation, Usage, Error, Done)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """The typed event of a JSON form made by :meth:`Event.to_dict`."""
+    fields = dict(data)
+    kind = fields.pop("type", None)
+    cls = EVENT_TYPES.get(kind)  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"unknown event type {kind!r}")
+    if cls is Sources:
+        fields["sources"] = [Source(**source) for source in fields["sources"]]
+    elif cls is Done:
+        fields["citations"] = [CitedSource(**cited) for cited in fields["citations"]]
+    return cls(**fields)
