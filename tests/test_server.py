@@ -328,3 +328,61 @@ def test_bad_openai_requests(server_settings: Settings) -> None:
     assert empty.status_code == 422
     assert assistant_last.status_code == 422 and "last message" in assistant_last.text
     assert unknown.status_code == 404 and "'nope'" in unknown.text
+
+
+def test_api_keys_guard_every_route_but_healthz(server_settings: Settings) -> None:
+    import openai
+
+    settings = server_settings.model_copy(update={"api_keys": ["k-one", "k-two"]})
+    with serving(settings, ScriptedLLM(["ok"])) as client:
+        missing = client.post("/v1/chat", json={"question": "退货"})
+        wrong = client.get("/v1/runs", headers={"Authorization": "Bearer nope"})
+        right = client.get("/v1/runs", headers={"Authorization": "Bearer k-two"})
+        health = client.get("/healthz")
+        sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="k-one")
+        reply = sdk.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "退货"}]
+        )
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="bad").models.list()
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json()["error"]["code"] == "unauthorized"
+    assert right.status_code == 200 and health.status_code == 200
+    assert reply.choices[0].message.content == "ok"
+
+
+def test_cors_origins_by_configuration(server_settings: Settings) -> None:
+    settings = server_settings.model_copy(update={"cors_origins": ["https://kb.example.com"]})
+    preflight = {
+        "Origin": "https://kb.example.com",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    with serving(settings, ScriptedLLM(["ok"])) as client:
+        allowed = client.options("/v1/chat/stream", headers=preflight)
+        other = client.options(
+            "/v1/chat/stream", headers={**preflight, "Origin": "https://evil.example"}
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://kb.example.com"
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_metrics_and_trace_ids(server_settings: Settings) -> None:
+    llm = ScriptedLLM([f"t{i} " for i in range(200)], delay=0.01)
+    with serving(server_settings, llm) as client:
+        with client.stream(
+            "POST", "/v1/chat/stream", json={"question": "退货"}, headers={"X-Request-Id": "req-42"}
+        ) as response:
+            assert response.headers["x-trace-id"] == "req-42"
+            first = json.loads(next(sse_messages(response.iter_lines()))["data"])
+            client.post(f"/v1/runs/{response.headers['x-run-id']}/cancel")
+        llm.deltas = ["ok"]
+        client.post("/v1/chat", json={"question": "退货"})
+        text = client.get("/metrics").text
+    assert first["trace_id"] == "req-42"
+    assert 'streamrag_runs_total{finish_reason="cancelled"} 1.0' in text
+    assert 'streamrag_runs_total{finish_reason="stop"} 1.0' in text
+    assert "streamrag_cancellations_total 1.0" in text
+    assert "streamrag_answer_seconds_count 2.0" in text
+    assert "streamrag_time_to_first_token_seconds_count 1.0" in text, "cancelled before a token"
+    assert "streamrag_active_streams 0.0" in text

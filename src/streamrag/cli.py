@@ -583,10 +583,12 @@ def serve(
     import uvicorn
 
     from streamrag.server import create_app
+    from streamrag.server.observe import configure_logging
 
     with _reported():
         application = create_app(_settings(ctx))
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    configure_logging()
+    uvicorn.run(application, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)
 
 
 def main() -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -105,8 +106,22 @@ class Settings(BaseSettings):
     )
     heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeats.")
     max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens 'serve' accepts (comma-separated); empty: no key needed.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call 'serve' from a browser."
+    )
     system_prompt_zh: str | None = Field(None, description="Replaces the Chinese instructions.")
     system_prompt_en: str | None = Field(None, description="Replaces the English instructions.")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("home")
     @classmethod

@@ -80,6 +80,7 @@ class _Run:
     run_id: str
     session_id: str
     question: str
+    trace_id: str
     started: float = field(default_factory=time.perf_counter)
     started_at: str = field(default_factory=now)
     seq: Iterator[int] = field(default_factory=itertools.count)
@@ -147,12 +148,18 @@ class AnswerEngine:
         history: Sequence[Turn] | None = None,
         top_k: int | None = None,
         where: SearchFilter | None = None,
+        trace_id: str | None = None,
     ) -> AsyncIterator[Event]:
         """The events of one answer, in order; see the module docstring.
 
         ``history`` overrides the session's stored history (an OpenAI-style client sends it).
         """
-        run = _Run(run_id or uuid.uuid4().hex, session_id or uuid.uuid4().hex, question)
+        run = _Run(
+            run_id or uuid.uuid4().hex,
+            session_id or uuid.uuid4().hex,
+            question,
+            trace_id=trace_id or uuid.uuid4().hex,
+        )
         try:
             steps = self._steps(run, history, top_k or self.settings.top_k, where)
             async with aclosing(steps) as events:
@@ -178,7 +185,7 @@ class AnswerEngine:
             run_id=run.run_id,
             seq=next(run.seq),
             session_id=run.session_id,
-            trace_id=uuid.uuid4().hex,
+            trace_id=run.trace_id,
             question=run.question,
         )
         moment = time.perf_counter()

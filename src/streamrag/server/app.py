@@ -7,6 +7,7 @@ started it: the request follows it, a reconnect resumes it, a cancel stops it.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -14,8 +15,10 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from streamrag.answer.events import Error, Event
@@ -27,6 +30,8 @@ from streamrag.kb import list_knowledge_bases
 from streamrag.llm import LLM, make_llm
 from streamrag.rag import RAG, Answer
 from streamrag.server.live import LiveRun, LiveRuns
+from streamrag.server.metrics import CONTENT_TYPE_LATEST, Metrics
+from streamrag.server.observe import TRACE_ID, RequestLog
 from streamrag.server.openai_api import ChatCompletionRequest, completion, completion_chunks
 from streamrag.server.sse import HEADERS, EventStream, parse_event_id, plain_text, sse_bytes
 from streamrag.store import SearchFilter
@@ -86,11 +91,29 @@ class Answerers:
             return self._rags[name]
 
 
+_bearer = HTTPBearer(auto_error=False, description="One of STREAMRAG_API_KEYS, if set.")
+
+
+async def require_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """With API keys configured, every route but /healthz needs one as a Bearer token."""
+    keys: list[str] = request.app.state.settings.api_keys
+    if not keys or request.url.path == "/healthz":
+        return
+    if credentials is None or not any(
+        secrets.compare_digest(credentials.credentials, key) for key in keys
+    ):
+        raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required")
+
+
 def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> FastAPI:
     """The streamrag service; ``llm`` replaces the configured model (tests, embedding)."""
     settings = settings or load_settings()
     answerers = Answerers(settings, llm)
-    runs = LiveRuns(grace_s=settings.resume_grace_s)
+    metrics = Metrics()
+    runs = LiveRuns(grace_s=settings.resume_grace_s, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -102,7 +125,17 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
         summary="Answers over your own documents, streamed with their sources.",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(require_key)],
     )
+    app.add_middleware(RequestLog)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["X-Run-Id", "X-Trace-Id"],
+        )
     app.state.settings = settings
     app.state.runs = runs
     app.state.answerers = answerers
@@ -141,6 +174,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
             top_k=top_k,
             where=where,
             history=history,
+            trace_id=TRACE_ID.get(),
         )
         return runs.start(run_id, events, rag.history)
 
@@ -278,6 +312,12 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
                 for info in infos
             ],
         }
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics: time to first token, answer time, tokens/s, retrieval latency,
+        active streams, runs by finish reason, cancellations, disconnects, errors by code."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from streamrag.answer.events import Done, Event
 from streamrag.history.base import RunLog
+from streamrag.server.metrics import Metrics
 
 log = logging.getLogger("streamrag.server")
 
@@ -34,7 +34,7 @@ class LiveRun:
         *,
         runlog: RunLog | None,
         grace_s: float,
-        on_finish: Callable[[LiveRun], Any],
+        owner: LiveRuns,
     ) -> None:
         self.run_id = run_id
         self.events: list[Event] = []
@@ -45,7 +45,7 @@ class LiveRun:
         self._grace_s = grace_s
         self._grace: asyncio.TimerHandle | None = None
         self._changed: asyncio.Future[None] | None = None
-        self._on_finish = on_finish
+        self._owner = owner
         self.task = asyncio.create_task(self._drive(events), name=f"run-{run_id}")
 
     @property
@@ -65,7 +65,7 @@ class LiveRun:
         finally:
             self.finished = True
             self._notify()
-            self._on_finish(self)
+            self._owner.run_finished(self)
 
     async def _append_cancelled_done(self) -> None:
         record = None
@@ -98,6 +98,7 @@ class LiveRun:
         """The events with seq > ``after``, then live ones until ``done``; ``HEARTBEAT``
         (None) after every ``heartbeat_s`` without one."""
         self.followers += 1
+        self._owner.metrics.active_streams.inc()
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
@@ -117,8 +118,11 @@ class LiveRun:
                     yield HEARTBEAT
         finally:
             self.followers -= 1
-            if not self.followers and not self.finished:
-                self._left_alone()
+            self._owner.metrics.active_streams.dec()
+            if not self.finished:
+                self._owner.metrics.disconnects.inc()
+                if not self.followers:
+                    self._left_alone()
 
     def _left_alone(self) -> None:
         if self._grace_s <= 0:
@@ -144,13 +148,14 @@ class LiveRun:
 class LiveRuns:
     """The runs of this process, kept ``keep_s`` seconds after they finish for late resumes."""
 
-    def __init__(self, *, grace_s: float, keep_s: float = 300.0) -> None:
+    def __init__(self, *, grace_s: float, metrics: Metrics, keep_s: float = 300.0) -> None:
         self.grace_s = grace_s
         self.keep_s = keep_s
+        self.metrics = metrics
         self._runs: dict[str, LiveRun] = {}
 
     def start(self, run_id: str, events: AsyncIterator[Event], runlog: RunLog | None) -> LiveRun:
-        run = LiveRun(run_id, events, runlog=runlog, grace_s=self.grace_s, on_finish=self._finished)
+        run = LiveRun(run_id, events, runlog=runlog, grace_s=self.grace_s, owner=self)
         self._runs[run_id] = run
         return run
 
@@ -161,7 +166,8 @@ class LiveRuns:
     def active(self) -> int:
         return sum(not run.finished for run in self._runs.values())
 
-    def _finished(self, run: LiveRun) -> None:
+    def run_finished(self, run: LiveRun) -> None:
+        self.metrics.observe_run(run.events)
         asyncio.get_running_loop().call_later(self.keep_s, self._runs.pop, run.run_id, None)
 
     async def close(self) -> None:
