@@ -386,3 +386,21 @@ def test_metrics_and_trace_ids(server_settings: Settings) -> None:
     assert "streamrag_answer_seconds_count 2.0" in text
     assert "streamrag_time_to_first_token_seconds_count 1.0" in text, "cancelled before a token"
     assert "streamrag_active_streams 0.0" in text
+
+
+def test_sessions_list_show_rename_delete(server_settings: Settings) -> None:
+    with serving(server_settings, ScriptedLLM(["ok"])) as client:
+        for question in ("退货要几天？", "要发票吗？"):
+            client.post("/v1/chat", json={"question": question, "session_id": "s-1"})
+        client.post("/v1/chat", json={"question": "保修多久？", "session_id": "s-2"})
+        listed = client.get("/v1/sessions").json()
+        shown = client.get("/v1/sessions/s-1").json()
+        renamed = client.patch("/v1/sessions/s-1", json={"title": "退货"}).json()
+        deleted = client.delete("/v1/sessions/s-1").json()
+        gone = client.get("/v1/sessions/s-1")
+        empty_title = client.patch("/v1/sessions/s-2", json={"title": ""})
+    assert [s["session_id"] for s in listed] == ["s-2", "s-1"]
+    assert listed[1]["title"] == "退货要几天？" and listed[1]["runs"] == 2
+    assert [r["question"] for r in shown["history"]] == ["退货要几天？", "要发票吗？"]
+    assert renamed["title"] == "退货" and deleted == {"session_id": "s-1", "deleted_runs": 2}
+    assert gone.status_code == 404 and empty_title.status_code == 422

@@ -60,6 +60,10 @@ class ChatRequest(BaseModel):
     filters: Filters | None = None
 
 
+class SessionChange(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+
+
 class ApiError(StreamragError):
     """An error with its HTTP status."""
 
@@ -312,6 +316,37 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
                 for info in infos
             ],
         }
+
+    @app.get("/v1/sessions", tags=["sessions"])
+    async def list_sessions(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Conversations, most recently used first."""
+        sessions = await asyncio.to_thread(answerers.history.sessions, limit)
+        return [session.to_dict() for session in sessions]
+
+    @app.get("/v1/sessions/{session_id}", tags=["sessions"])
+    async def show_session(session_id: str) -> dict[str, Any]:
+        """A conversation and its runs, oldest first."""
+        session = await asyncio.to_thread(answerers.history.session, session_id)
+        if session is None:
+            raise ApiError(404, "session_not_found", f"no session {session_id!r}")
+        records = await asyncio.to_thread(answerers.history.runs, session_id, 1000)
+        return {**session.to_dict(), "history": [record.to_dict() for record in records]}
+
+    @app.patch("/v1/sessions/{session_id}", tags=["sessions"])
+    async def rename_session(session_id: str, change: SessionChange) -> dict[str, Any]:
+        """Rename a conversation."""
+        await show_session(session_id)
+        await asyncio.to_thread(answerers.history.rename_session, session_id, change.title)
+        return await show_session(session_id)
+
+    @app.delete("/v1/sessions/{session_id}", tags=["sessions"])
+    async def delete_session(session_id: str) -> dict[str, Any]:
+        """Delete a conversation and its run records."""
+        await show_session(session_id)
+        deleted = await asyncio.to_thread(answerers.history.delete_session, session_id)
+        return {"session_id": session_id, "deleted_runs": deleted}
 
     @app.get("/metrics", tags=["service"], response_class=Response)
     async def prometheus_metrics() -> Response:
