@@ -11,10 +11,10 @@ The history given to the model is the newest turns that fit in a token budget.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Literal
 
 from streamrag.answer.prompt import language_of
@@ -22,8 +22,9 @@ from streamrag.history.base import Turn
 from streamrag.llm.base import LLM, ChatMessage, LLMError
 from streamrag.retrieve.tokenize import CJK_CHAR
 
+log = logging.getLogger("streamrag.condense")
+
 CondenseMode = Literal["llm", "rules", "off"]
-Method = Literal["none", "rules", "llm", "llm-fallback"]
 
 ANSWER_CHARS = 300  # of each earlier answer shown to the model
 MAX_STANDALONE_TOKENS = 96
@@ -88,12 +89,6 @@ def condense_by_rules(question: str, turns: Sequence[Turn]) -> str:
     return f"{turns[-1].question} {question}" if turns else question
 
 
-@dataclass(frozen=True, slots=True)
-class Condensed:
-    question: str
-    method: Method
-
-
 class Condenser:
     """Makes follow-up questions standalone; see the module docstring."""
 
@@ -110,20 +105,20 @@ class Condenser:
         self.history_tokens = history_tokens
         self.timeout_s = timeout_s
 
-    async def condense(self, question: str, turns: Sequence[Turn]) -> Condensed:
+    async def condense(self, question: str, turns: Sequence[Turn]) -> str:
+        """The question to retrieve and answer with."""
         if self.mode == "off" or not turns or not needs_context(question):
-            return Condensed(question, "none")
+            return question
         window = history_window(turns, self.history_tokens)
         if self.mode == "rules" or self.llm is None:
-            return Condensed(condense_by_rules(question, window), "rules")
+            return condense_by_rules(question, window)
         try:
             async with asyncio.timeout(self.timeout_s):
                 rewritten = await self._ask_model(question, window)
-        except (LLMError, TimeoutError):
+        except (LLMError, TimeoutError) as exc:
+            log.warning("condensing with the model failed (%s); using the rules", exc)
             rewritten = None
-        if rewritten is None:
-            return Condensed(condense_by_rules(question, window), "llm-fallback")
-        return Condensed(rewritten, "llm")
+        return rewritten or condense_by_rules(question, window)
 
     async def _ask_model(self, question: str, turns: Sequence[Turn]) -> str | None:
         assert self.llm is not None

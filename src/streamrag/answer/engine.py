@@ -196,7 +196,7 @@ class AnswerEngine:
         run.standalone = run.question
         if history:
             yield Status(run_id=run.run_id, seq=next(run.seq), stage="condensing")
-            run.standalone = (await self.condenser.condense(run.question, history)).question
+            run.standalone = await self.condenser.condense(run.question, history)
         run.timings["condense_ms"] = run.ms_since(moment)
         yield Status(
             run_id=run.run_id,
