@@ -159,3 +159,21 @@ def test_eval_answers_scores_the_answers(env: dict[str, str], tmp_path: Path) ->
     assert [r["correct"] for r in report["results"]] == [True, False]
     assert report["ttft_p50_ms"] > 0 and report["tokens_per_s_p50"] > 0
     assert report["finish_reasons"] == {"stop": 2}
+
+
+def test_a_reader_that_stops_early_stops_the_answer(env: dict[str, str]) -> None:
+    """`streamrag ask --json | head -3`: the closed pipe cancels the run and the process ends."""
+    process = subprocess.Popen(
+        [*STREAMRAG, "ask", "退货要几天？", "--kb", "shop", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = [process.stdout.readline() for _ in range(3)]
+    process.stdout.close()
+    process.wait(timeout=30)
+    assert json.loads(first[0])["type"] == "run.started"
+    [(_, _, finish, _)] = runs(env)
+    assert finish == "cancelled"

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -453,19 +453,22 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
     """
     sources: list[Source] = []
     done: Done | None = None
-    for event in events:
-        if as_json:
-            print(event.to_json(), flush=True)
-        if isinstance(event, Sources):
-            sources = event.sources
-        elif isinstance(event, Token) and not as_json:
-            console.out(event.text, end="", highlight=False)
-            console.file.flush()
-        elif isinstance(event, Error) and not as_json:
-            console.out("")
-            err_console.print(f"[red]error ({escape(event.code)}):[/red] {escape(event.message)}")
-        elif isinstance(event, Done):
-            done = event
+    with closing(events):  # an exception here (Ctrl-C, a closed pipe) stops the run at once
+        for event in events:
+            if as_json:
+                print(event.to_json(), flush=True)
+            if isinstance(event, Sources):
+                sources = event.sources
+            elif isinstance(event, Token) and not as_json:
+                console.out(event.text, end="", highlight=False)
+                console.file.flush()
+            elif isinstance(event, Error) and not as_json:
+                console.out("")
+                err_console.print(
+                    f"[red]error ({escape(event.code)}):[/red] {escape(event.message)}"
+                )
+            elif isinstance(event, Done):
+                done = event
     if as_json or done is None:
         return done
     console.out("")

@@ -14,6 +14,7 @@ Ctrl-C while waiting on it) cancels the run, which is then recorded as cancelled
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -99,6 +100,7 @@ class RAG:
         self._engine_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
+        self._pending: set[tuple[concurrent.futures.Future[None], threading.Event]] = set()
 
     @property
     def engine(self) -> AnswerEngine:
@@ -164,15 +166,23 @@ class RAG:
                 finished.set()
 
         future = asyncio.run_coroutine_threadsafe(pump(), self._event_loop())
+        pending = (future, finished)
+        self._pending.add(pending)
         try:
             while (item := items.get()) is not _END:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            if not finished.is_set():
-                future.cancel()
-                finished.wait()  # the run records itself as cancelled before this returns
+            self._stop(pending)
+
+    def _stop(self, pending: tuple[concurrent.futures.Future[None], threading.Event]) -> None:
+        """Cancel an unfinished run and wait until it has recorded itself as cancelled."""
+        future, finished = pending
+        if not finished.is_set():
+            future.cancel()
+            finished.wait()
+        self._pending.discard(pending)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._loop_lock:
@@ -184,6 +194,9 @@ class RAG:
             return self._loop
 
     def close(self) -> None:
+        """Stop unfinished runs (recorded as cancelled), then the private loop."""
+        for pending in list(self._pending):
+            self._stop(pending)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self.history.close()
