@@ -8,7 +8,6 @@ from a gold passage. Time to first token and tokens/s come from each run's ``don
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import unicodedata
@@ -19,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrag.answer.events import Done, RunStarted
-from streamrag.errors import StreamragError
-from streamrag.eval.retrieval import percentile
+from streamrag.eval.retrieval import percentile, read_records
 from streamrag.history.base import Turn
 from streamrag.rag import RAG
 
@@ -56,27 +54,16 @@ class AnswerResult:
 
 
 def load_answer_queries(path: Path, limit: int | None = None) -> list[AnswerQuery]:
-    queries: list[AnswerQuery] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                groups = record.get("answer_groups") or [record["answers"]]
-                queries.append(
-                    AnswerQuery(
-                        question=record["question"],
-                        answer_groups=tuple(tuple(group) for group in groups),
-                        gold=frozenset(record.get("gold_ids") or ()),
-                        history=tuple(record.get("history") or ()),
-                    )
-                )
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise StreamragError(f"{path}:{number}: not a query record ({exc})") from exc
-            if limit is not None and len(queries) >= limit:
-                break
-    return queries
+    def make(record: dict[str, Any]) -> AnswerQuery:
+        groups = record.get("answer_groups") or [record["answers"]]
+        return AnswerQuery(
+            question=record["question"],
+            answer_groups=tuple(tuple(group) for group in groups),
+            gold=frozenset(record.get("gold_ids") or ()),
+            history=tuple(record.get("history") or ()),
+        )
+
+    return read_records(path, make, limit)
 
 
 def normalize(text: str) -> str:

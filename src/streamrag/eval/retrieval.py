@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from streamrag.config import Settings
 from streamrag.errors import StreamragError
@@ -22,6 +22,7 @@ from streamrag.ingest.pipeline import IngestEvent
 from streamrag.kb import KnowledgeBase
 from streamrag.retrieve.retriever import MODES, Mode
 
+T = TypeVar("T")
 METRIC_KEYS = ("hit@1", "hit@5", "hit@10", "recall@5", "recall@10", "mrr@10", "p50_ms", "p95_ms")
 CHUNKS_PER_PASSAGE = 3  # chunks read per passage slot, so a split passage cannot crowd others out
 
@@ -38,26 +39,32 @@ class Query:
         return " ".join((*self.history[-1:], self.question))
 
 
-def load_queries(path: Path, limit: int | None = None) -> list[Query]:
-    queries: list[Query] = []
+def read_records(path: Path, make: Callable[[dict[str, Any]], T], limit: int | None) -> list[T]:
+    """``make`` applied to each JSON line of ``path`` (the first ``limit``), naming a bad line."""
+    records: list[T] = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-                queries.append(
-                    Query(
-                        question=record["question"],
-                        gold=frozenset(record["gold_ids"]),
-                        history=tuple(record.get("history") or ()),
-                    )
-                )
+                records.append(make(json.loads(line)))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise StreamragError(f"{path}:{number}: not a query record ({exc})") from exc
-            if limit is not None and len(queries) >= limit:
+            if limit is not None and len(records) >= limit:
                 break
-    return queries
+    return records
+
+
+def load_queries(path: Path, limit: int | None = None) -> list[Query]:
+    return read_records(
+        path,
+        lambda record: Query(
+            question=record["question"],
+            gold=frozenset(record["gold_ids"]),
+            history=tuple(record.get("history") or ()),
+        ),
+        limit,
+    )
 
 
 def scratch_kb_name(data_dir: Path, embed_model: str) -> str:
