@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from streamrag.answer.events import Error, Event
 from streamrag.config import Settings, load_settings
 from streamrag.errors import KnowledgeBaseNotFound, StreamragError
-from streamrag.history.base import Turn
+from streamrag.history.base import SessionInfo, Turn
 from streamrag.history.sqlite import SQLiteHistory
 from streamrag.kb import list_knowledge_bases
 from streamrag.llm import LLM, make_llm
@@ -325,26 +325,30 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
         sessions = await asyncio.to_thread(answerers.history.sessions, limit)
         return [session.to_dict() for session in sessions]
 
-    @app.get("/v1/sessions/{session_id}", tags=["sessions"])
-    async def show_session(session_id: str) -> dict[str, Any]:
-        """A conversation and its runs, oldest first."""
+    async def existing_session(session_id: str) -> SessionInfo:
         session = await asyncio.to_thread(answerers.history.session, session_id)
         if session is None:
             raise ApiError(404, "session_not_found", f"no session {session_id!r}")
+        return session
+
+    @app.get("/v1/sessions/{session_id}", tags=["sessions"])
+    async def show_session(session_id: str) -> dict[str, Any]:
+        """A conversation and its runs, oldest first."""
+        session = await existing_session(session_id)
         records = await asyncio.to_thread(answerers.history.runs, session_id, 1000)
         return {**session.to_dict(), "history": [record.to_dict() for record in records]}
 
     @app.patch("/v1/sessions/{session_id}", tags=["sessions"])
     async def rename_session(session_id: str, change: SessionChange) -> dict[str, Any]:
         """Rename a conversation."""
-        await show_session(session_id)
+        await existing_session(session_id)
         await asyncio.to_thread(answerers.history.rename_session, session_id, change.title)
         return await show_session(session_id)
 
     @app.delete("/v1/sessions/{session_id}", tags=["sessions"])
     async def delete_session(session_id: str) -> dict[str, Any]:
         """Delete a conversation and its run records."""
-        await show_session(session_id)
+        await existing_session(session_id)
         deleted = await asyncio.to_thread(answerers.history.delete_session, session_id)
         return {"session_id": session_id, "deleted_runs": deleted}
 

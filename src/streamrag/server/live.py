@@ -48,11 +48,6 @@ class LiveRun:
         self._owner = owner
         self.task = asyncio.create_task(self._drive(events), name=f"run-{run_id}")
 
-    @property
-    def done(self) -> Done | None:
-        last = self.events[-1] if self.events else None
-        return last if isinstance(last, Done) else None
-
     async def _drive(self, events: AsyncIterator[Event]) -> None:
         try:
             async for event in events:
