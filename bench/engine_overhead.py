@@ -28,6 +28,9 @@ class FakeLLM:
     def __init__(self, tokens: int) -> None:
         self.tokens = tokens
 
+    async def aclose(self) -> None:
+        pass
+
     async def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[LLMDelta]:

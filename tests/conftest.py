@@ -116,6 +116,9 @@ class ScriptedLLM:
         self.closed = False
         self.messages: list[ChatMessage] = []
 
+    async def aclose(self) -> None:
+        pass
+
     async def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[LLMDelta]:

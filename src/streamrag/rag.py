@@ -198,6 +198,9 @@ class RAG:
         for pending in list(self._pending):
             self._stop(pending)
         if self._loop is not None:
+            if self._engine is not None and self._llm is None:  # the model was made here
+                closing = self._engine.llm.aclose()
+                asyncio.run_coroutine_threadsafe(closing, self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self.history.close()
         self.kb.close()

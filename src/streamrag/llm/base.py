@@ -46,3 +46,6 @@ class LLM(Protocol):
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[LLMDelta]: ...
+
+    async def aclose(self) -> None:
+        """Release what the model holds for the running event loop (HTTP connections)."""

@@ -120,6 +120,9 @@ class LocalLlama:
     def name(self) -> str:
         return f"local:{self.model_path.stem}"
 
+    async def aclose(self) -> None:
+        """Nothing to release per event loop: the model stays loaded for the process."""
+
     async def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[LLMDelta]:

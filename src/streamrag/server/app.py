@@ -80,6 +80,7 @@ class Answerers:
         self.settings = settings
         self.history = SQLiteHistory(settings.home / "history.sqlite")
         self._llm = llm
+        self._owns_llm = llm is None
         self._rags: dict[str, RAG] = {}
         self._lock = threading.Lock()
 
@@ -93,6 +94,11 @@ class Answerers:
                     name, settings=self.settings, llm=self._llm, history=self.history, create=False
                 )
             return self._rags[name]
+
+    async def aclose(self) -> None:
+        """Release the model's connections, if it was made here."""
+        if self._owns_llm and self._llm is not None:
+            await self._llm.aclose()
 
 
 _bearer = HTTPBearer(auto_error=False, description="One of STREAMRAG_API_KEYS, if set.")
@@ -123,6 +129,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await runs.close()
+        await answerers.aclose()
 
     app = FastAPI(
         title="streamrag",
