@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    packages=(fonts-dejavu-core fonts-droid-fallback)  # real PDFs with Latin and CJK text
+    # real PDFs with Latin and CJK text; nginx in front of the server (tests/test_nginx.py)
+    packages=(fonts-dejavu-core fonts-droid-fallback nginx)
     missing=()
     for package in "${packages[@]}"; do
         dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -12,6 +12,8 @@ from streamrag import RAG, KnowledgeBase
 from streamrag.answer.events import Done, Sources, Token
 from streamrag.llm.local import LocalLlama
 
+from conftest import serving
+
 
 @pytest.fixture(scope="module")
 def rag(sample_kb: KnowledgeBase, local_llm: LocalLlama) -> Iterator[RAG]:
@@ -47,3 +49,36 @@ def test_a_chinese_question_gets_a_chinese_answer_from_its_source(rag: RAG) -> N
     answer = rag.ask("退款多久能到账？")
     assert "三个工作日" in answer.text
     assert answer.sources[0].source.endswith("returns-policy.md")
+
+
+def test_the_served_surfaces_stream_the_bundled_models_answer(
+    sample_kb: KnowledgeBase, local_llm: LocalLlama
+) -> None:
+    """SSE, the OpenAI SDK and ``streamrag.Client`` against a real server with the real model."""
+    import openai
+
+    from streamrag import Client
+
+    settings = sample_kb.settings.model_copy(
+        update={"kb": "sample", "answer_top_k": 2, "max_tokens": 40, "temperature": 0.0}
+    )
+    question = "How long is the warranty for a refrigerator?"
+    with serving(settings, local_llm) as client:
+        response = client.post("/v1/chat/stream", json={"question": question})
+        kinds = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
+        assert kinds.index("sources") < kinds.index("token") and kinds[-1] == "done"
+        assert kinds.count("token") >= 3
+
+        sdk = openai.OpenAI(base_url=f"{client.base_url}/v1", api_key="unused")
+        chunks = list(
+            sdk.chat.completions.create(
+                model="sample", messages=[{"role": "user", "content": question}], stream=True
+            )
+        )
+        assert chunks[0].model_extra["sources"]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert len(text.strip()) > 5
+
+        answer = Client(str(client.base_url)).ask(question)
+        assert answer.text.strip() and answer.sources
+        assert answer.finish_reason in ("stop", "length")

@@ -108,7 +108,8 @@ def test_the_async_client_resumes_too(server_settings: Settings) -> None:
 def test_client_errors_name_the_problem(server_settings: Settings) -> None:
     with serving(server_settings, ScriptedLLM(["x"])) as http:
         client = Client(str(http.base_url))
-        with pytest.raises(ServerError, match="404 kb_not_found: no knowledge base named 'nope'"):
+        expected = "404 knowledge_base_not_found: no knowledge base named 'nope'"
+        with pytest.raises(ServerError, match=expected):
             list(client.stream("x", kb="nope"))
         assert client.ask("退货").text == "x"
     with pytest.raises(Exception, match="no answer stream from the server"):

@@ -170,7 +170,7 @@ def ingest(
         with KnowledgeBase(kb, settings=settings) as base:
             report = run_with_progress(base.ingest_events(paths, sync=sync), show=not as_json)
     if as_json:
-        print(json.dumps(_report_dict(report), ensure_ascii=False, indent=2))
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
         console.print(
             f"{len(report.ingested)} ingested ({report.chunks} chunks), "
@@ -180,18 +180,6 @@ def ingest(
         )
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _report_dict(report: IngestReport) -> dict[str, Any]:
-    return {
-        "ingested": report.ingested,
-        "unchanged": report.unchanged,
-        "failed": [{"path": path, "reason": reason} for path, reason in report.failed],
-        "ignored": report.ignored,
-        "chunks": report.chunks,
-        "removed": report.removed,
-        "seconds": round(report.seconds, 3),
-    }
 
 
 @app.command()

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     )
     heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeats.")
     max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
+    max_history_chars: int = Field(
+        100_000, ge=0, description="Most characters of earlier messages a request may carry."
+    )
+    upload_max_mb: int = Field(50, ge=1, description="Largest upload request, in MB.")
+    upload_max_files: int = Field(100, ge=1, description="Most files in one upload.")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens 'serve' accepts (comma-separated); empty: no key needed.",

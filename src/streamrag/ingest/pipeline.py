@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -80,6 +80,17 @@ class IngestReport:
             report.add(event)
         report.seconds = time.perf_counter() - started
         return report
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ingested": self.ingested,
+            "unchanged": self.unchanged,
+            "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
+            "ignored": self.ignored,
+            "chunks": self.chunks,
+            "removed": self.removed,
+            "seconds": round(self.seconds, 3),
+        }
 
     def add(self, event: IngestEvent) -> None:
         if event.kind == "embedded":

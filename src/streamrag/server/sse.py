@@ -56,6 +56,9 @@ class EventStream(StreamingResponse):
     media_type = "text/event-stream"
 
     def __init__(
-        self, content: AsyncIterator[bytes], headers: Mapping[str, str] | None = None
+        self,
+        content: AsyncIterator[bytes],
+        status_code: int = 200,  # FastAPI reads the default status for the OpenAPI spec here
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(content, headers={**HEADERS, **(headers or {})})
+        super().__init__(content, status_code, headers={**HEADERS, **(headers or {})})

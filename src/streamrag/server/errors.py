@@ -1,0 +1,60 @@
+"""Errors as the API returns them: ``{"error": {"code", "message"}}`` with a precise status."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from streamrag.errors import DocumentNotFound, InvalidName, KnowledgeBaseNotFound, StreamragError
+
+STATUS = {KnowledgeBaseNotFound: 404, DocumentNotFound: 404, InvalidName: 422}
+
+
+class ApiError(StreamragError):
+    """An error with its HTTP status and a stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+async def error_response(_: Request, exc: Exception) -> JSONResponse:
+    """The JSON body and status of a streamrag error raised by a route."""
+    if isinstance(exc, ApiError):
+        status, code = exc.status, exc.code
+    else:
+        status = STATUS.get(type(exc), 400)
+        code = _snake(type(exc).__name__)
+    return JSONResponse({"error": {"code": code, "message": str(exc)}}, status_code=status)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+async def validation_response(_: Request, exc: Exception) -> JSONResponse:
+    """A request that does not match the schema: 422 naming each field and what is wrong."""
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    message = "; ".join(f"{'.'.join(str(part) for part in d['loc'])}: {d['msg']}" for d in details)
+    body = {"code": "invalid_request", "message": message, "details": details}
+    return JSONResponse({"error": body}, status_code=422)
+
+
+async def http_error_response(_: Request, exc: Exception) -> JSONResponse:
+    """Unknown routes, wrong methods and the like, in the same shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = _snake(HTTPStatus(exc.status_code).phrase.replace(" ", ""))
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc.detail)}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )

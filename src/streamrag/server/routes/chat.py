@@ -1,0 +1,126 @@
+"""Answers: streamed as server-sent events, as one JSON object or as plain text; and runs,
+resumed, cancelled or shown from their records."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from streamrag.rag import Answer
+from streamrag.server.errors import ApiError
+from streamrag.server.live import LiveRun
+from streamrag.server.schemas import ID_PATTERN, ChatRequest
+from streamrag.server.service import Service, ServiceDep
+from streamrag.server.sse import HEADERS, EventStream, parse_event_id, plain_text
+
+router = APIRouter()
+
+
+async def _start(service: Service, request: ChatRequest) -> LiveRun:
+    return await service.start(
+        request.question,
+        kb=request.kb,
+        session_id=request.session_id,
+        top_k=request.top_k,
+        where=request.filters.to_filter() if request.filters else None,
+    )
+
+
+@router.post("/v1/chat/stream", tags=["chat"], response_class=EventStream)
+async def chat_stream(request: ChatRequest, service: ServiceDep) -> EventStream:
+    """Answer a question as server-sent events: one message per engine event, with
+    ``id: <run_id>:<seq>``, ``event: <type>`` and ``data: <json>``."""
+    return service.follow(await _start(service, request))
+
+
+@router.get("/v1/chat/stream", tags=["chat"], response_class=EventStream)
+async def chat_stream_get(
+    service: ServiceDep,
+    q: Annotated[str, Query(min_length=1, description="The question.")],
+    session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    kb: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    top_k: Annotated[int | None, Query(ge=1, le=50)] = None,
+) -> EventStream:
+    """The same stream for a browser ``EventSource``."""
+    request = ChatRequest(question=q, session_id=session_id, kb=kb, top_k=top_k)
+    return service.follow(await _start(service, request))
+
+
+@router.post("/v1/chat", tags=["chat"])
+async def chat(request: ChatRequest, service: ServiceDep) -> dict[str, Any]:
+    """The whole answer as one JSON object (the non-streaming fallback)."""
+    answer = Answer.from_events(await service.finished(await _start(service, request)))
+    return asdict(answer)
+
+
+@router.get("/v1/chat/text", tags=["chat"], response_class=PlainTextResponse)
+async def chat_text(
+    service: ServiceDep,
+    q: Annotated[str, Query(min_length=1, description="The question.")],
+    session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    kb: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+) -> StreamingResponse:
+    """The answer as plain chunked text (for curl), then its numbered sources."""
+    run = await service.start(q, kb=kb, session_id=session_id)
+    return StreamingResponse(
+        plain_text(run.follow(-1, service.settings.heartbeat_s)),
+        media_type="text/plain; charset=utf-8",
+        headers={**HEADERS, "X-Run-Id": run.run_id},
+    )
+
+
+@router.get("/v1/runs/{run_id}/events", tags=["runs"], response_class=EventStream)
+async def run_events(
+    run_id: str,
+    service: ServiceDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[int | None, Query(ge=-1, description="Resume after this seq.")] = None,
+) -> EventStream:
+    """Resume a run: the events after ``Last-Event-ID`` (or ``?after=``), then live ones."""
+    run = service.runs.get(run_id)
+    if run is None:
+        raise ApiError(
+            404,
+            "run_not_live",
+            f"run {run_id!r} is not running here (runs are kept {service.runs.keep_s:.0f} s "
+            f"after they finish); its record is at /v1/runs/{run_id}",
+        )
+    resume_from = parse_event_id(last_event_id, run_id)
+    if resume_from is None:
+        resume_from = after if after is not None else -1
+    return service.follow(run, resume_from)
+
+
+@router.post("/v1/runs/{run_id}/cancel", tags=["runs"])
+async def cancel_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
+    """Stop a run now; its partial answer is recorded with finish_reason cancelled."""
+    run = service.runs.get(run_id)
+    if run is None:
+        raise ApiError(404, "run_not_live", f"run {run_id!r} is not running here")
+    cancelled = run.cancel()
+    await service.finished(run)
+    return {"run_id": run_id, "cancelled": cancelled}
+
+
+@router.get("/v1/runs", tags=["runs"])
+async def list_runs(
+    service: ServiceDep,
+    session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """The recorded runs, oldest first (of one session, if given)."""
+    records = await asyncio.to_thread(service.history.runs, session_id, limit)
+    return [record.to_dict() for record in records]
+
+
+@router.get("/v1/runs/{run_id}", tags=["runs"])
+async def show_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
+    """One run's record."""
+    record = await asyncio.to_thread(service.history.get_run, run_id)
+    if record is None:
+        raise ApiError(404, "run_not_found", f"no run {run_id!r} is recorded")
+    return record.to_dict()
