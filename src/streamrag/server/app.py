@@ -30,17 +30,18 @@ from streamrag.server.errors import (
 )
 from streamrag.server.observe import RequestLog
 from streamrag.server.routes import chat, kbs, openai, ops, sessions
-from streamrag.server.service import Service
+from streamrag.server.service import Service, ServiceDep
 
 _bearer = HTTPBearer(auto_error=False, description="One of STREAMRAG_API_KEYS, if set.")
 
 
 async def require_key(
     request: Request,
+    service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """With API keys configured, every route but /healthz needs one as a Bearer token."""
-    keys: list[str] = request.app.state.service.settings.api_keys
+    keys = service.settings.api_keys
     if not keys or request.url.path == "/healthz":
         return
     if credentials is None or not any(

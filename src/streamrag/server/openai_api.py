@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from streamrag.answer.events import Citation, Done, Error, Event, Sources, Token, Usage
 from streamrag.history.base import Turn
+from streamrag.server.sse import PING, sse_message
 
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "error"}
 
@@ -70,11 +71,7 @@ def _chunk(run_id: str, model: str, created: int, **fields: Any) -> dict[str, An
 
 
 def _data(payload: dict[str, Any]) -> bytes:
-    return (
-        b"data: "
-        + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        + b"\n\n"
-    )
+    return sse_message(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
 
 
 async def completion_chunks(
@@ -86,7 +83,7 @@ async def completion_chunks(
     usage: dict[str, int] | None = None
     async for event in events:
         if event is None:
-            yield b": ping\n\n"
+            yield PING
         elif isinstance(event, Sources):
             sources = [asdict(source) for source in event.sources]
             delta = {"role": "assistant", "content": ""}
@@ -121,7 +118,7 @@ async def completion_chunks(
             )
             if usage is not None:
                 yield _data(_chunk(event.run_id, model, created, choices=[], usage=usage))
-    yield b"data: [DONE]\n\n"
+    yield sse_message("[DONE]")
 
 
 def completion(events: list[Event], model: str) -> dict[str, Any]:

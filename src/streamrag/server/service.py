@@ -73,21 +73,21 @@ class Service:
         history: list[Turn] | None = None,
     ) -> LiveRun:
         """Start answering in a task of its own; the run outlives the request."""
-        limits = self.settings
-        if len(question) > limits.max_question_chars:
+        settings = self.settings
+        if len(question) > settings.max_question_chars:
             raise ApiError(
                 413,
                 "question_too_long",
                 f"the question has {len(question)} characters; "
-                f"the limit is {limits.max_question_chars}",
+                f"the limit is {settings.max_question_chars}",
             )
         history_chars = sum(len(t.question) + len(t.answer) for t in history or ())
-        if history_chars > limits.max_history_chars:
+        if history_chars > settings.max_history_chars:
             raise ApiError(
                 413,
                 "history_too_long",
                 f"the earlier messages have {history_chars} characters; "
-                f"the limit is {limits.max_history_chars}",
+                f"the limit is {settings.max_history_chars}",
             )
         rag = await asyncio.to_thread(self.rag, kb)
         run_id = uuid.uuid4().hex

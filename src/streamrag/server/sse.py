@@ -13,11 +13,17 @@ PING = b": ping\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+def sse_message(data: str, *, event: str | None = None, event_id: str | None = None) -> bytes:
+    """One SSE message; ``data`` is a single line (JSON)."""
+    head = (f"id: {event_id}\n" if event_id is not None else "") + (
+        f"event: {event}\n" if event is not None else ""
+    )
+    return f"{head}data: {data}\n\n".encode()
+
+
 def encode(event: Event) -> bytes:
-    """One SSE message: ``id: <run_id>:<seq>``, ``event: <type>``, ``data: <json>``."""
-    return (
-        f"id: {event.run_id}:{event.seq}\nevent: {event.type}\ndata: {event.to_json()}\n\n"
-    ).encode()
+    """An engine event: ``id: <run_id>:<seq>``, ``event: <type>``, ``data: <json>``."""
+    return sse_message(event.to_json(), event=event.type, event_id=f"{event.run_id}:{event.seq}")
 
 
 def parse_event_id(value: str | None, run_id: str) -> int | None:

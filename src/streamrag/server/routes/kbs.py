@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,12 +32,12 @@ from starlette.exceptions import HTTPException
 
 from streamrag.ingest.loaders import LOADERS
 from streamrag.ingest.pipeline import IngestEvent, IngestReport
-from streamrag.kb import drop_knowledge_base, kb_path, list_knowledge_bases
+from streamrag.kb import drop_knowledge_base, list_knowledge_bases
 from streamrag.rag import RAG
 from streamrag.server.errors import ApiError
 from streamrag.server.schemas import SearchRequest
 from streamrag.server.service import Service, ServiceDep
-from streamrag.server.sse import EventStream
+from streamrag.server.sse import EventStream, sse_message
 
 router = APIRouter(tags=["knowledge bases"])
 
@@ -171,7 +172,7 @@ async def upload(
                     f"{file.filename!r}: unsupported file type {suffix or '(none)'!r}; "
                     f"supported: {', '.join(sorted(LOADERS))}",
                 )
-        await asyncio.to_thread(kb_path, settings, kb)  # a valid name, before writing files
+        # Opening the knowledge base checks its name, before any file is written.
         rag = await asyncio.to_thread(service.rag, kb, create=True)
         names = await asyncio.to_thread(_save, _uploads(service, kb), files)
     finally:
@@ -248,11 +249,10 @@ async def _ingest(
 
 
 def _named(event: IngestEvent, names: dict[str, str]) -> IngestEvent:
+    """The event with the uploaded file's name in place of where it is stored."""
     if event.path is None:
         return event
-    return IngestEvent(
-        event.kind, event.count, names.get(event.path, event.path), event.status, event.reason
-    )
+    return dataclasses.replace(event, path=names.get(event.path, event.path))
 
 
 async def _sse(events: AsyncIterator[IngestEvent]) -> AsyncIterator[bytes]:
@@ -273,5 +273,4 @@ async def _sse(events: AsyncIterator[IngestEvent]) -> AsyncIterator[bytes]:
 
 
 def _message(seq: int, kind: str, data: dict[str, Any]) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False)
-    return f"id: {seq}\nevent: {kind}\ndata: {payload}\n\n".encode()
+    return sse_message(json.dumps(data, ensure_ascii=False), event=kind, event_id=str(seq))
