@@ -85,6 +85,18 @@ def test_uploading_the_same_file_again_is_skipped_and_a_changed_one_replaced(ser
         assert missing.json()["error"]["code"] == "document_not_found"
 
 
+def test_deleting_an_upload_removes_its_file_with_a_linked_home(server_settings, tmp_path):
+    link = tmp_path / "linked-home"
+    link.symlink_to(server_settings.home)
+    settings = server_settings.model_copy(update={"home": link})
+    with serving(settings, LLM) as client:
+        upload(client, "kb5", ("faq.md", MANUAL.encode()), stream="false")
+        (document,) = client.get("/v1/kbs/kb5/documents").json()
+        assert Path(document["doc_id"]).exists()
+        assert client.delete(f"/v1/kbs/kb5/documents/{document['doc_id']}").status_code == 200
+        assert not Path(document["doc_id"]).exists()
+
+
 def test_a_file_name_never_becomes_a_path(server_settings):
     home = server_settings.home
     with serving(server_settings, LLM) as client:

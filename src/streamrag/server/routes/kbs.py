@@ -200,7 +200,8 @@ def clean_name(filename: str) -> str:
 
 
 def _uploads(service: Service, kb: str) -> FilePath:
-    return service.settings.home / "uploads" / kb
+    # Resolved like the stored paths (document ids), which a relative or linked home is not.
+    return (service.settings.home / "uploads" / kb).resolve()
 
 
 def _save(directory: FilePath, files: list[UploadFile]) -> dict[str, str]:
