@@ -368,7 +368,7 @@ def test_cors_origins_by_configuration(server_settings: Settings) -> None:
 
 
 def test_metrics_and_trace_ids(server_settings: Settings) -> None:
-    llm = ScriptedLLM([f"t{i} " for i in range(200)], delay=0.01)
+    llm = ScriptedLLM([f"t{i} " for i in range(200)], delay=2.0)  # cancelled before a token
     with serving(server_settings, llm) as client:
         with client.stream(
             "POST", "/v1/chat/stream", json={"question": "退货"}, headers={"X-Request-Id": "req-42"}
@@ -376,7 +376,7 @@ def test_metrics_and_trace_ids(server_settings: Settings) -> None:
             assert response.headers["x-trace-id"] == "req-42"
             first = json.loads(next(sse_messages(response.iter_lines()))["data"])
             client.post(f"/v1/runs/{response.headers['x-run-id']}/cancel")
-        llm.deltas = ["ok"]
+        llm.deltas, llm.delay = ["ok"], 0.0
         client.post("/v1/chat", json={"question": "退货"})
         text = client.get("/metrics").text
     assert first["trace_id"] == "req-42"
