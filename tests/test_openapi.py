@@ -12,6 +12,8 @@ ROUTES = {
     ("GET", "/v1/chat/text"),
     ("GET", "/v1/runs"),
     ("GET", "/v1/runs/{run_id}"),
+    ("GET", "/v1/runs/{run_id}/sources"),
+    ("GET", "/v1/info"),
     ("GET", "/v1/runs/{run_id}/events"),
     ("POST", "/v1/runs/{run_id}/cancel"),
     ("POST", "/v1/chat/completions"),

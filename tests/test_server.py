@@ -404,3 +404,25 @@ def test_sessions_list_show_rename_delete(server_settings: Settings) -> None:
     assert [r["question"] for r in shown["history"]] == ["退货要几天？", "要发票吗？"]
     assert renamed["title"] == "退货" and deleted == {"session_id": "s-1", "deleted_runs": 2}
     assert gone.status_code == 404 and empty_title.status_code == 422
+
+
+def test_a_recorded_runs_sources_are_read_back_and_missing_ones_marked(
+    server_settings: Settings,
+) -> None:
+    with serving(server_settings, ScriptedLLM(["七天[1]"])) as client:
+        answer = client.post("/v1/chat", json={"question": "退货要几天？"}).json()
+        run_id = answer["run_id"]
+        sources = client.get(f"/v1/runs/{run_id}/sources").json()
+        assert [s["text"] for s in sources] == [s["text"] for s in answer["sources"]]
+        assert [s["number"] for s in sources] == list(range(1, len(sources) + 1))
+        assert all(s["score"] is None and not s["missing"] for s in sources)
+        removed = sources[0]["doc_id"]
+        client.delete(f"/v1/kbs/shop/documents/{removed}")
+        after = client.get(f"/v1/runs/{run_id}/sources").json()
+        info = client.get("/v1/info").json()
+    gone = [s for s in after if s["missing"]]
+    assert gone and all(s.keys() == {"number", "chunk_id", "missing"} for s in gone)
+    assert {s["chunk_id"] for s in gone} == {
+        s["chunk_id"] for s in sources if s["doc_id"] == removed
+    }
+    assert info["default_kb"] == "shop" and info["heartbeat_s"] == 15

@@ -266,18 +266,7 @@ class AnswerEngine:
             used += estimate_tokens(hit.chunk.text)
             if sources and used > self.settings.context_tokens:
                 break
-            sources.append(
-                Source(
-                    number=len(sources) + 1,
-                    chunk_id=hit.chunk.chunk_id,
-                    doc_id=hit.chunk.doc_id,
-                    title=hit.chunk.title,
-                    source=hit.chunk.source,
-                    location=hit.chunk.location,
-                    score=round(hit.score, 6),
-                    text=hit.chunk.text,
-                )
-            )
+            sources.append(Source.from_chunk(len(sources) + 1, hit.chunk, round(hit.score, 6)))
         return sources
 
     @staticmethod

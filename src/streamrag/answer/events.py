@@ -10,13 +10,16 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
+from streamrag.records import Chunk
+
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 Stage = Literal["condensing", "retrieving", "generating"]
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A numbered source as the model saw it: [number] in the prompt."""
+    """A numbered source as the model saw it: [number] in the prompt. ``score`` is the
+    retrieval score (None where it was not recorded: a source read back for an old run)."""
 
     number: int
     chunk_id: str
@@ -24,8 +27,21 @@ class Source:
     title: str
     source: str
     location: str
-    score: float
+    score: float | None
     text: str
+
+    @classmethod
+    def from_chunk(cls, number: int, chunk: Chunk, score: float | None) -> Source:
+        return cls(
+            number=number,
+            chunk_id=chunk.chunk_id,
+            doc_id=chunk.doc_id,
+            title=chunk.title,
+            source=chunk.source,
+            location=chunk.location,
+            score=score,
+            text=chunk.text,
+        )
 
 
 @dataclass(frozen=True, slots=True)

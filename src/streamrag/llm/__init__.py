@@ -10,10 +10,19 @@ from streamrag.llm.base import LLM, ChatMessage, LLMDelta, LLMError
 if TYPE_CHECKING:
     from streamrag.config import Settings
 
-__all__ = ["LLM", "ChatMessage", "LLMDelta", "LLMError", "make_llm"]
+__all__ = ["LLM", "ChatMessage", "LLMDelta", "LLMError", "make_llm", "model_name"]
 
 _LOCAL: dict[tuple[str, int], LLM] = {}
 _LOCAL_LOCK = threading.Lock()
+
+
+def model_name(settings: Settings) -> str:
+    """The model the settings name: the API model, or the bundled one (``default`` resolved)."""
+    if settings.llm_base_url or settings.llm_model != "default":
+        return settings.llm_model
+    from streamrag.llm.local import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
 
 
 def make_llm(settings: Settings) -> LLM:
@@ -28,10 +37,9 @@ def make_llm(settings: Settings) -> LLM:
             settings.llm_api_key,
             timeout=settings.llm_timeout_s,
         )
-    from streamrag.llm.local import DEFAULT_MODEL, LocalLlama, bundled_model
+    from streamrag.llm.local import LocalLlama, bundled_model
 
-    name = DEFAULT_MODEL if settings.llm_model == "default" else settings.llm_model
-    path = bundled_model(settings.home / "models", name)
+    path = bundled_model(settings.home / "models", model_name(settings))
     key = (str(path), settings.llm_threads)
     with _LOCAL_LOCK:
         if key not in _LOCAL:

@@ -29,7 +29,7 @@ from streamrag.server.errors import (
     validation_response,
 )
 from streamrag.server.observe import RequestLog
-from streamrag.server.routes import chat, kbs, openai, ops, sessions
+from streamrag.server.routes import chat, kbs, openai, ops, sessions, web
 from streamrag.server.service import Service, ServiceDep
 
 _bearer = HTTPBearer(auto_error=False, description="One of STREAMRAG_API_KEYS, if set.")
@@ -40,9 +40,10 @@ async def require_key(
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """With API keys configured, every route but /healthz needs one as a Bearer token."""
+    """With API keys configured, every route but /healthz and the page needs one as a
+    Bearer token."""
     keys = service.settings.api_keys
-    if not keys or request.url.path == "/healthz":
+    if not keys or request.url.path in web.PUBLIC_PATHS:
         return
     if credentials is None or not any(
         secrets.compare_digest(credentials.credentials, key) for key in keys
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
     app.add_exception_handler(StreamragError, error_response)
     app.add_exception_handler(RequestValidationError, validation_response)
     app.add_exception_handler(StarletteHTTPException, http_error_response)
-    for module in (chat, openai, sessions, kbs, ops):
+    for module in (chat, openai, sessions, kbs, ops, web):
         app.include_router(module.router)
+    app.mount("/static", web.assets, name="static")
     return app

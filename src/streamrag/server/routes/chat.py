@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from streamrag.answer.events import Source
+from streamrag.history.base import RunRecord
 from streamrag.rag import Answer
 from streamrag.server.errors import ApiError
 from streamrag.server.live import LiveRun
@@ -117,10 +119,30 @@ async def list_runs(
     return [record.to_dict() for record in records]
 
 
-@router.get("/v1/runs/{run_id}", tags=["runs"])
-async def show_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
-    """One run's record."""
+async def _record(service: Service, run_id: str) -> RunRecord:
     record = await asyncio.to_thread(service.history.get_run, run_id)
     if record is None:
         raise ApiError(404, "run_not_found", f"no run {run_id!r} is recorded")
-    return record.to_dict()
+    return record
+
+
+@router.get("/v1/runs/{run_id}", tags=["runs"])
+async def show_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
+    """One run's record."""
+    return (await _record(service, run_id)).to_dict()
+
+
+@router.get("/v1/runs/{run_id}/sources", tags=["runs"])
+async def run_sources(run_id: str, service: ServiceDep) -> list[dict[str, Any]]:
+    """The numbered sources a recorded run retrieved, read back from its knowledge base
+    (``score`` is not recorded: null). A chunk no longer stored — its document changed or
+    was removed — is listed with ``missing: true`` and its id only."""
+    record = await _record(service, run_id)
+    rag = await asyncio.to_thread(service.rag, record.kb)
+    chunks = await asyncio.to_thread(lambda: [rag.kb.store.get_chunk(c) for c in record.retrieved])
+    return [
+        {**asdict(Source.from_chunk(number, chunk, None)), "missing": False}
+        if chunk is not None
+        else {"number": number, "chunk_id": chunk_id, "missing": True}
+        for number, (chunk_id, chunk) in enumerate(zip(record.retrieved, chunks, strict=True), 1)
+    ]

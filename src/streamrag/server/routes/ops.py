@@ -1,4 +1,4 @@
-"""Health and Prometheus metrics."""
+"""Health, Prometheus metrics and what this service runs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from streamrag import __version__
+from streamrag.llm import model_name
 from streamrag.server.metrics import CONTENT_TYPE_LATEST
 from streamrag.server.service import ServiceDep
 
@@ -23,3 +25,17 @@ async def prometheus_metrics(service: ServiceDep) -> Response:
 async def healthz(service: ServiceDep) -> dict[str, Any]:
     """Liveness; needs no API key."""
     return {"status": "ok", "active_runs": service.runs.active}
+
+
+@router.get("/v1/info")
+async def info(service: ServiceDep) -> dict[str, Any]:
+    """The version, the default knowledge base, the configured models and how often a quiet
+    event stream sends a heartbeat."""
+    settings = service.settings
+    return {
+        "version": __version__,
+        "default_kb": settings.kb,
+        "llm_model": model_name(settings),
+        "embed_model": settings.embed_model,
+        "heartbeat_s": settings.heartbeat_s,
+    }

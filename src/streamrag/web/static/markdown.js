@@ -1,0 +1,28 @@
+// The answer's Markdown as safe HTML, with citation markers ([1], [1, 3], 【2】) as links.
+
+import { Marked } from "./vendor/marked.esm.js";
+import DOMPurify from "./vendor/purify.es.mjs";
+
+// The markers the server's citation scanner accepts (streamrag/answer/citations.py).
+const MARKER = /^(?:\[\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*\]|【\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*】)/;
+
+const citations = {
+  name: "citation",
+  level: "inline",
+  start: (src) => src.search(/[[【]\s*\d/),
+  tokenizer(src) {
+    const match = MARKER.exec(src);
+    if (!match) return undefined;
+    const numbers = (match[1] ?? match[2]).split(/\s*[,，、]\s*/).map(Number);
+    return { type: "citation", raw: match[0], numbers };
+  },
+  renderer: (token) =>
+    token.numbers.map((n) => `<a class="cite" href="#" data-n="${n}">${n}</a>`).join(""),
+};
+
+const marked = new Marked({ gfm: true, breaks: true, extensions: [citations] });
+
+/** Sanitised HTML of an answer; citation markers become `a.cite[data-n]`. */
+export function renderMarkdown(text) {
+  return DOMPurify.sanitize(marked.parse(text), { FORBID_TAGS: ["style", "form", "input"] });
+}
