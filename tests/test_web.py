@@ -257,7 +257,8 @@ def test_upload_shows_each_files_result_and_makes_it_searchable(
     with serving(server_settings, ScriptedLLM(["ok"])) as client:
         page = open_page(browser, str(client.base_url), errors)
         page.click("#toggle-kb")
-        before = page.locator("#documents tbody tr").count()
+        before = len(client.get("/v1/kbs/shop/documents").json())
+        expect(page.locator("#documents tbody tr")).to_have_count(before)
         page.set_input_files("#file-input", [str(good), str(broken), str(unsupported)])
         row = page.locator('.upload[data-name="独角兽保修.txt"]')
         expect(row).to_have_attribute("data-status", "ingested", timeout=30_000)
@@ -284,6 +285,19 @@ def test_upload_shows_each_files_result_and_makes_it_searchable(
         expect(page.locator('.upload[data-name="独角兽保修.txt"]').first).to_have_attribute(
             "data-status", "unchanged", timeout=30_000
         )
+
+        page.evaluate(  # files dropped on the zone go the same way
+            """() => {
+                const files = new DataTransfer();
+                files.items.add(new File(["蓝色企鹅冰箱的保修期为五年。"], "拖放.txt"));
+                const drop = new DragEvent("drop", { dataTransfer: files, cancelable: true });
+                document.querySelector("#drop-zone").dispatchEvent(drop);
+            }"""
+        )
+        dropped = page.locator('.upload[data-name="拖放.txt"]')
+        expect(dropped).to_have_attribute("data-status", "ingested", timeout=30_000)
+        expect(page.locator("#documents tbody tr")).to_have_count(before + 2)
+        page.locator("#documents tbody tr", has_text="拖放").locator(".delete").dblclick()
 
         new_row.locator(".delete").click()
         new_row.locator(".delete").click()

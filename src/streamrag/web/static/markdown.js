@@ -26,3 +26,15 @@ const marked = new Marked({ gfm: true, breaks: true, extensions: [citations] });
 export function renderMarkdown(text) {
   return DOMPurify.sanitize(marked.parse(text), { FORBID_TAGS: ["style", "form", "input"] });
 }
+
+/**
+ * How many leading characters of a streaming text form finished blocks: every block but the
+ * last, which may still grow (a paragraph, a list, an unclosed code fence). 0 when unsure.
+ */
+export function finishedLength(text) {
+  const tokens = marked.lexer(text);
+  let last = tokens.length - 1;
+  while (last >= 0 && tokens[last].type === "space") last--;
+  if (last <= 0 || tokens.map((token) => token.raw).join("") !== text) return 0;
+  return tokens.slice(0, last).reduce((length, token) => length + token.raw.length, 0);
+}

@@ -4,7 +4,7 @@
 import { ApiError, getJSON } from "./api.js";
 import { duration, el, fileName } from "./format.js";
 import { t } from "./i18n.js";
-import { renderMarkdown } from "./markdown.js";
+import { finishedLength, renderMarkdown } from "./markdown.js";
 
 const STAGES = { condensing: "condensing", retrieving: "retrieving", generating: "generating" };
 
@@ -18,7 +18,11 @@ export class Turn {
     this.pending = false;
     this.status = el("div", { class: "status", "aria-live": "polite" });
     this.cards = el("div", { class: "sources", hidden: true });
-    this.answer = el("div", { class: "markdown" });
+    // Finished blocks are rendered once; only the last one is re-rendered as tokens arrive.
+    this.settled = el("div", { class: "settled" });
+    this.growing = el("div", { class: "growing" });
+    this.settledLength = 0;
+    this.answer = el("div", { class: "markdown" }, this.settled, this.growing);
     this.notice = el("div", { class: "notice", hidden: true });
     this.error = el("div", { class: "error", role: "alert", hidden: true });
     this.details = el("details", { class: "run-details", hidden: true, ontoggle: () => this.#loadDetails() },
@@ -77,12 +81,14 @@ export class Turn {
       ...(sources.length ? sources.map((source) => this.#card(source)) : [el("p", { class: "muted" }, t("noSources"))]),
     );
     this.cards.hidden = false;
-    this.#render();
+    this.#linkCitations();
   }
 
   /** The answer is over: its final text and how it ended. */
   finish(answer, finishReason) {
     this.text = answer;
+    this.settledLength = 0;
+    this.settled.replaceChildren();
     this.node.classList.remove("streaming");
     this.node.dataset.finish = finishReason;
     this.#setStatus("");
@@ -175,13 +181,23 @@ export class Turn {
   }
 
   #render() {
-    this.answer.innerHTML = renderMarkdown(this.text);
+    const rest = this.text.slice(this.settledLength);
+    const finished = this.node.dataset.finish ? rest.length : finishedLength(rest);
+    if (finished) {
+      this.settled.insertAdjacentHTML("beforeend", renderMarkdown(rest.slice(0, finished)));
+      this.settledLength += finished;
+    }
+    this.growing.innerHTML = renderMarkdown(this.text.slice(this.settledLength));
+    this.#linkCitations();
+    this.onGrow(this);
+  }
+
+  #linkCitations() {
     for (const link of this.answer.querySelectorAll("a.cite")) {
       const source = this.sources.get(Number(link.dataset.n));
-      if (source) link.title = source.title || fileName(source.source ?? "");
-      else link.classList.add("invalid"); // the model cited a number it was not given
+      link.classList.toggle("invalid", !source); // the model cited a number it was not given
+      link.title = source ? source.title || fileName(source.source ?? "") : "";
     }
-    this.onGrow(this);
   }
 
   async #loadDetails() {
