@@ -33,6 +33,7 @@ from streamrag.server.routes import chat, kbs, openai, ops, sessions, web
 from streamrag.server.service import Service, ServiceDep
 
 _bearer = HTTPBearer(auto_error=False, description="One of STREAMRAG_API_KEYS, if set.")
+_PUBLIC_PATHS = frozenset({"/", "/healthz"})  # the page's assets are a mount: no dependency
 
 
 async def require_key(
@@ -43,7 +44,7 @@ async def require_key(
     """With API keys configured, every route but /healthz and the page needs one as a
     Bearer token."""
     keys = service.settings.api_keys
-    if not keys or request.url.path in web.PUBLIC_PATHS:
+    if not keys or request.url.path in _PUBLIC_PATHS:
         return
     if credentials is None or not any(
         secrets.compare_digest(credentials.credentials, key) for key in keys

@@ -16,17 +16,17 @@ from streamrag.web import STATIC
 
 router = APIRouter(include_in_schema=False)
 
+# Revalidated on each load, so an upgrade shows at once.
+_FRESH = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 # Only the page's own files run; the answer's Markdown is sanitised as well (DOMPurify).
 _PAGE_HEADERS = {
+    **_FRESH,
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
-    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
 }
-PUBLIC_PATHS = frozenset({"/", "/healthz"})
 
 
 @router.get("/")
@@ -36,11 +36,11 @@ async def page() -> FileResponse:
 
 
 class StaticAssets(StaticFiles):
-    """The page's modules and styles, revalidated on each load so an upgrade shows at once."""
+    """The page's modules and styles."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
-        response.headers.update({"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        response.headers.update(_FRESH)
         return response
 
 

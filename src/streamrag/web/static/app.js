@@ -165,7 +165,8 @@ $("#toggle-kb").addEventListener("click", () => {
 $("#close-kb").addEventListener("click", () => $("#toggle-kb").click());
 
 hooks.needKey = () => {
-  $("#key-dialog").showModal?.() ?? ($("#key-dialog").open = true);
+  const dialog = $("#key-dialog");
+  if (!dialog.open) dialog.showModal(); // several requests may be refused at once
 };
 $("#key-form").addEventListener("submit", () => {
   setApiKey($("#key-input").value.trim());

@@ -1,7 +1,7 @@
 // One answer as the engine's event stream: started with POST /v1/chat/stream, resumed from
 // the last event id after a dropped connection, stopped with POST /v1/runs/{id}/cancel.
 
-import { ApiError, authHeaders, getJSON, readMessages, request } from "./api.js";
+import { ApiError, getJSON, readMessages, request } from "./api.js";
 
 const RESUME_DELAYS_MS = [0, 250, 500, 1000, 2000, 3000, 3000, 3000];
 
@@ -30,15 +30,17 @@ export class Run {
   }
 
   #receive = (message) => {
-    if (!message.data) return;
-    const event = JSON.parse(message.data);
+    if (message.data) this.#apply(JSON.parse(message.data), message.id);
+  };
+
+  #apply(event, eventId) {
     if (event.seq <= this.lastSeq) return; // already shown before the connection dropped
     this.lastSeq = event.seq;
-    this.lastEventId = message.id ?? this.lastEventId;
+    this.lastEventId = eventId ?? this.lastEventId;
     this.runId = event.run_id;
     if (event.type === "done") this.finished = true;
     this.onEvent(event);
-  };
+  }
 
   async #follow() {
     const body = { question: this.question, kb: this.kb || null, session_id: this.sessionId };
@@ -84,16 +86,12 @@ export class Run {
     const timer = this.idleMs ? setTimeout(abort, this.idleMs) : null;
     let response;
     try {
-      response = await fetch(`/v1/runs/${encodeURIComponent(this.runId)}/events`, {
-        headers: { ...authHeaders(), "Last-Event-ID": this.lastEventId ?? `${this.runId}:-1` },
+      response = await request(`/v1/runs/${encodeURIComponent(this.runId)}/events`, {
+        headers: { "Last-Event-ID": this.lastEventId ?? `${this.runId}:-1` },
         signal: attempt.signal,
       });
     } finally {
       clearTimeout(timer);
-    }
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      throw new ApiError(response.status, body.error?.code, body.error?.message);
     }
     this.onState("live");
     await readMessages(response, this.#receive, this.idleMs);
@@ -102,20 +100,18 @@ export class Run {
   /** The run ended while we were away and is no longer live: finish from its record. */
   async #fromRecord() {
     const record = await getJSON(`/v1/runs/${encodeURIComponent(this.runId)}`);
-    this.#receive({
-      data: JSON.stringify({
-        type: "done",
-        run_id: this.runId,
-        seq: this.lastSeq + 1,
-        answer: record.answer,
-        citations: record.citations,
-        finish_reason: record.finish_reason,
-        timings: record.timings,
-        usage: record.usage,
-        invalid_citations: record.invalid_citations,
-        standalone_question: record.standalone_question,
-        sources: record.retrieved,
-      }),
+    this.#apply({
+      type: "done",
+      run_id: this.runId,
+      seq: this.lastSeq + 1,
+      answer: record.answer,
+      citations: record.citations,
+      finish_reason: record.finish_reason,
+      timings: record.timings,
+      usage: record.usage,
+      invalid_citations: record.invalid_citations,
+      standalone_question: record.standalone_question,
+      sources: record.retrieved,
     });
   }
 
