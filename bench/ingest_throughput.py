@@ -26,7 +26,7 @@ import numpy as np
 from streamrag import KnowledgeBase, load_settings
 from streamrag.embed import Embedder
 from streamrag.ingest.chunker import chunk_blocks
-from streamrag.ingest.loaders import load_jsonl
+from streamrag.ingest.loaders import Origin, load_jsonl
 from streamrag.kb import shared_embedder
 from streamrag.records import indexed_text
 
@@ -66,7 +66,7 @@ def main() -> None:
 
         texts = [
             indexed_text(doc.title, draft.headings, draft.text)
-            for doc in load_jsonl(path, path.read_bytes()).documents
+            for doc in load_jsonl(Origin.of(path), path.read_bytes()).documents
             for draft in chunk_blocks(doc.blocks, settings.chunk_size, settings.chunk_overlap)
         ]
         before = raw_rate(embedder, texts, settings.embed_batch_size)

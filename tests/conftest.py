@@ -136,7 +136,7 @@ class ScriptedLLM:
             self.closed = True
 
 
-MOCK = Path(__file__).resolve().parents[2] / "shared" / "bench" / "mockllm.py"
+MOCK = Path(__file__).resolve().parent / "mockllm.py"
 
 
 def free_port() -> int:
@@ -155,8 +155,7 @@ def stats(base: str, query: str = "") -> dict:
 def running_mock(
     first_token_ms: float = 30, inter_token_ms: float = 20, tokens: int = 100
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The shared mock OpenAI-compatible server on a free port: (base URL, process)."""
-    assert MOCK.is_file(), f"the shared mock LLM is missing: {MOCK}"
+    """The tests' mock OpenAI-compatible server on a free port: (base URL, process)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -170,7 +169,6 @@ def running_mock(
             str(inter_token_ms),
             "--tokens",
             str(tokens),
-            "--no-uvloop",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,5 +1,5 @@
 """``streamrag ask``, ``chat`` and ``eval answers`` as real processes, against the local mock
-OpenAI-compatible server (chat and embeddings) from ../shared/bench/mockllm.py."""
+OpenAI-compatible server (chat and embeddings) from tests/mockllm.py."""
 
 from __future__ import annotations
 

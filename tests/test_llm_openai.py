@@ -1,4 +1,4 @@
-"""The OpenAI-compatible backend against a real local mock server (../shared/bench/mockllm.py)
+"""The OpenAI-compatible backend against a real local mock server (tests/mockllm.py)
 that records when its client went away."""
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import pytest
 from streamrag.errors import LoadError
 from streamrag.ingest.decode import decode_text
 from streamrag.ingest.loaders import (
+    Origin,
     load_docx,
     load_html,
     load_jsonl,
@@ -21,7 +22,7 @@ POLICY_TW = "退貨政策：自收到商品之日起七天內可以無理由退�
 
 
 def load(loader, path: Path):
-    return loader(path, path.read_bytes())
+    return loader(Origin.of(path), path.read_bytes())
 
 
 @pytest.mark.parametrize(

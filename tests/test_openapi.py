@@ -30,6 +30,7 @@ ROUTES = {
     ("POST", "/v1/kbs/{kb}/search"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
+    ("HEAD", "/healthz"),
 }
 BODIES = [
     b"{",

@@ -18,12 +18,15 @@ from streamrag.llm.openai_compat import OpenAIChat
 from conftest import ScriptedLLM, serving, stats
 
 
-def sse_messages(lines: Iterator[str]) -> Iterator[dict[str, str]]:
-    """Parse an event stream into messages ({'id', 'event', 'data'} or {'comment'})."""
+def sse_messages(lines: Iterator[str], retry: list[str] | None = None) -> Iterator[dict[str, str]]:
+    """Parse an event stream into messages ({'id', 'event', 'data'} or {'comment'}); a
+    ``retry:`` field alone is put in ``retry`` (if given), not yielded."""
     message: dict[str, str] = {}
     for line in lines:
         if not line:
-            if message:
+            if set(message) == {"retry"}:
+                (retry if retry is not None else []).append(message["retry"])
+            elif message:
                 yield message
             message = {}
         elif line.startswith(":"):
@@ -43,7 +46,9 @@ def test_a_question_streams_as_typed_server_sent_events(server_settings: Setting
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
         assert response.headers["x-accel-buffering"] == "no"
-        messages = list(sse_messages(response.iter_lines()))
+        retry: list[str] = []
+        messages = list(sse_messages(response.iter_lines(), retry))
+    assert retry == ["3000"], "a browser's EventSource is told how long to wait"
     data = [json.loads(m["data"]) for m in messages]
     run_id = response.headers["x-run-id"]
     assert [m["id"] for m in messages] == [f"{run_id}:{seq}" for seq in range(len(messages))]
@@ -205,7 +210,7 @@ def test_heartbeats_keep_a_quiet_stream_alive(server_settings: Settings) -> None
         ("POST", "/v1/chat/stream", {"question": "x" * 4001}, 413, "limit is 4000"),
         ("POST", "/v1/chat/stream", {"question": "x", "kb": "nope"}, 404, "'nope'"),
         ("GET", "/v1/chat/stream", None, 422, "q"),
-        ("GET", "/v1/runs/unknown/events", None, 404, "not running here"),
+        ("GET", "/v1/runs/unknown/events", None, 404, "no run 'unknown' is recorded"),
         ("POST", "/v1/runs/unknown/cancel", None, 404, "not running here"),
         ("GET", "/v1/runs/unknown", None, 404, "no run 'unknown'"),
     ],

@@ -4,11 +4,11 @@ delete, drop, and the limits on uploads."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
-from streamrag.server.routes.kbs import clean_name
+from streamrag.server.uploads import clean_name
 
 from conftest import ScriptedLLM, serving
 
@@ -60,8 +60,8 @@ def test_upload_streams_ingest_progress_then_the_documents_are_searchable(server
         assert kbs["newkb"]["documents"] == 2 and kbs["shop"]["documents"] > 0
         documents = client.get("/v1/kbs/newkb/documents").json()
         assert sorted(d["title"] for d in documents) == ["Kettle", "退货政策"]
-        hits = client.post("/v1/kbs/newkb/search", json={"query": "退货", "k": 3}).json()
-        assert "七天" in hits[0]["text"]
+        found = client.post("/v1/kbs/newkb/search", json={"query": "退货", "k": 3}).json()
+        assert "七天" in found["hits"][0]["text"] and found["degraded"] is None
         assert client.get("/v1/models").json()["data"][0]["id"] in kbs
 
 
@@ -74,12 +74,14 @@ def test_uploading_the_same_file_again_is_skipped_and_a_changed_one_replaced(ser
         assert changed.json()["ingested"] == ["faq.md"]
         (document,) = client.get("/v1/kbs/kb2/documents").json()
         hits = client.post("/v1/kbs/kb2/search", json={"query": "descale", "mode": "bm25"})
-        assert [hit["text"] for hit in hits.json()] == ["Never descale."]
+        assert [hit["text"] for hit in hits.json()["hits"]] == ["Never descale."]
 
+        uploads = server_settings.home / "uploads" / "kb2"
+        assert len(list(uploads.rglob("faq.md"))) == 1
         deleted = client.delete(f"/v1/kbs/kb2/documents/{document['doc_id']}")
         assert deleted.status_code == 200 and deleted.json()["removed"] == 1
         assert client.get("/v1/kbs/kb2/documents").json() == []
-        assert not Path(document["doc_id"]).exists(), "the uploaded file goes with it"
+        assert list(uploads.iterdir()) == [], "the uploaded file goes with it"
         missing = client.delete("/v1/kbs/kb2/documents/nope")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "document_not_found"
@@ -92,9 +94,9 @@ def test_deleting_an_upload_removes_its_file_with_a_linked_home(server_settings,
     with serving(settings, LLM) as client:
         upload(client, "kb5", ("faq.md", MANUAL.encode()), stream="false")
         (document,) = client.get("/v1/kbs/kb5/documents").json()
-        assert Path(document["doc_id"]).exists()
+        (stored,) = (link / "uploads" / "kb5").rglob("faq.md")
         assert client.delete(f"/v1/kbs/kb5/documents/{document['doc_id']}").status_code == 200
-        assert not Path(document["doc_id"]).exists()
+        assert not stored.exists()
 
 
 def test_a_file_name_never_becomes_a_path(server_settings):
@@ -145,7 +147,7 @@ def test_uploads_are_refused_with_precise_errors(server_settings):
 def test_dropping_a_knowledge_base_removes_it_and_its_uploads(server_settings):
     with serving(server_settings, LLM) as client:
         upload(client, "gone", ("a.txt", POLICY.encode()), stream="false")
-        assert client.post("/v1/kbs/gone/search", json={"query": "退货"}).json()
+        assert client.post("/v1/kbs/gone/search", json={"query": "退货"}).json()["hits"]
         assert client.delete("/v1/kbs/gone").json() == {"kb": "gone", "dropped": True}
         assert "gone" not in [kb["name"] for kb in client.get("/v1/kbs").json()]
         assert client.get("/v1/kbs/gone/documents").status_code == 404
@@ -169,3 +171,58 @@ def test_history_and_question_limits(server_settings):
         response = client.post("/v1/chat/completions", json={"model": "shop", "messages": messages})
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "history_too_long"
+
+
+def test_a_document_id_never_reaches_outside_its_upload(server_settings):
+    """A .jsonl line whose id names a path under the uploads (the home path used to be
+    visible in document ids) is only a name: deleting it removes that document, no file of
+    another knowledge base, and no response carries a server path."""
+    home = server_settings.home
+    with serving(server_settings, LLM) as client:
+        upload(client, "other", ("keep.txt", POLICY.encode()), stream="false")
+        kept = list((home / "uploads" / "other").rglob("keep.txt"))
+        assert len(kept) == 1
+        hostile_id = f"{home}/uploads/A/../x"
+        line = json.dumps({"id": hostile_id, "text": "hostile document"})
+        report = upload(client, "A", ("lines.jsonl", line.encode()), stream="false").json()
+        assert report["ingested"] == ["lines.jsonl"]
+        documents = client.get("/v1/kbs/A/documents").json()
+        assert [d["doc_id"] for d in documents] == [hostile_id]
+
+        deleted = client.delete(f"/v1/kbs/A/documents/{quote(hostile_id, safe='')}")
+        assert deleted.status_code == 200, deleted.text
+        assert kept[0].exists(), "another knowledge base's upload survived"
+        assert client.get("/v1/kbs/other/documents").json()
+
+        upload(client, "A", ("plain.txt", b"a plain uploaded document"), stream="false")
+        responses = [
+            client.get("/v1/kbs/A/documents"),
+            client.post("/v1/kbs/A/search", json={"query": "plain document", "k": 5}),
+            client.get("/v1/kbs"),
+            client.get("/v1/kbs/missing/documents"),
+            upload(client, "A", ("plain.txt", b"a plain uploaded document")),
+        ]
+        for response in responses:
+            assert str(home) not in response.text, (response.request.url, response.text)
+            assert "/uploads/" not in response.text
+        (document,) = responses[0].json()
+        assert document["doc_id"].startswith("upload-") and document["source"] == "plain.txt"
+
+
+def test_different_names_are_different_uploads(server_settings):
+    """Names that clean to the same file name are still distinct uploads."""
+    with serving(server_settings, LLM) as client:
+        pairs = [("../../etc/passwd.txt", "/etc/passwd.txt"), ("a\x01b.txt", "a\nb.txt")]
+        for first, second in pairs:
+            one = upload(client, "names", (first, b"first file"), stream="false").json()
+            two = upload(client, "names", (second, b"second file"), stream="false").json()
+            assert one["ingested"] and two["ingested"], (one, two)
+        sources = {d["source"] for d in client.get("/v1/kbs/names/documents").json()}
+        assert len(sources) == 4 and {"../../etc/passwd.txt", "/etc/passwd.txt"} <= sources
+
+
+def test_a_null_byte_in_a_document_id_is_a_json_404(server_settings):
+    with serving(server_settings, LLM) as client:
+        response = client.delete("/v1/kbs/shop/documents/%00")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "document_not_found"

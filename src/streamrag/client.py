@@ -82,6 +82,8 @@ class Client:
                             source.response.read()
                         run.connected(source.response)
                         for sse in source.iter_sse():
+                            if not sse.data:  # the stream's retry: field alone
+                                continue
                             event = run.received(sse.id, sse.data)
                             yield event
                             if isinstance(event, Done):
@@ -113,6 +115,8 @@ class Client:
                             await source.response.aread()
                         run.connected(source.response)
                         async for sse in source.aiter_sse():
+                            if not sse.data:  # the stream's retry: field alone
+                                continue
                             event = run.received(sse.id, sse.data)
                             yield event
                             if isinstance(event, Done):

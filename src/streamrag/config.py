@@ -109,8 +109,14 @@ class Settings(BaseSettings):
     max_history_chars: int = Field(
         100_000, ge=0, description="Most characters of earlier messages a request may carry."
     )
+    max_body_kb: int = Field(
+        2048, ge=1, description="Largest request body other than an upload, in KiB."
+    )
     upload_max_mb: int = Field(50, ge=1, description="Largest upload request, in MB.")
     upload_max_files: int = Field(100, ge=1, description="Most files in one upload.")
+    ingest_workers: int = Field(
+        1, ge=1, description="Processes 'serve' ingests uploads in (one job each at a time)."
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens 'serve' accepts (comma-separated); empty: no key needed.",

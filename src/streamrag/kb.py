@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +24,20 @@ from streamrag.errors import (
     InvalidName,
     KnowledgeBaseNotFound,
 )
+from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
-from streamrag.records import DocumentInfo, SearchHit
-from streamrag.retrieve.retriever import Mode, Retriever
+from streamrag.records import DocumentInfo
+from streamrag.retrieve.retriever import Mode, Retriever, SearchResults
 from streamrag.retrieve.tokenize import TOKENIZER_VERSION, tokenize
 from streamrag.store import SearchFilter, SQLiteStore, Store
 
-_NAME = re.compile(r"^\w[\w.-]{0,63}$")
+KB_NAME_PATTERN = r"^\w([\w.-]{0,62}[\w-])?$"
+"""A knowledge base name: 1-64 letters (any script), digits, '_', '-' and '.', neither
+starting with '-' or '.' nor ending with '.'. Names Windows reserves for devices (``con``,
+``nul``, ``com1``, with or without an extension) and names ending in ``.sqlite`` are refused
+too, so that a name is one portable file name on every system."""
+_NAME = re.compile(KB_NAME_PATTERN)
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 _EMBEDDERS: dict[tuple[object, ...], Embedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
@@ -52,10 +59,11 @@ def kb_dir(settings: Settings) -> Path:
 
 
 def kb_path(settings: Settings, name: str) -> Path:
-    if not _NAME.match(name) or name.endswith(".sqlite"):
+    if not _NAME.match(name) or name.endswith(".sqlite") or _RESERVED.match(name):
         raise InvalidName(
             f"invalid knowledge base name {name!r}: use 1-64 letters, digits, '_', '-' or '.',"
-            " starting with a letter or digit"
+            " not starting with '-' or '.', not ending with '.', and not a name Windows"
+            " reserves (con, nul, com1, ...)"
         )
     return kb_dir(settings) / f"{name}.sqlite"
 
@@ -97,7 +105,7 @@ def drop_knowledge_base(name: str, settings: Settings | None = None) -> None:
     settings = settings or load_settings()
     path = kb_path(settings, name)
     if not path.exists():
-        raise KnowledgeBaseNotFound(f"no knowledge base named {name!r} in {kb_dir(settings)}")
+        raise KnowledgeBaseNotFound(f"no knowledge base named {name!r}")
     for suffix in ("-wal", "-shm", ""):
         Path(str(path) + suffix).unlink(missing_ok=True)
 
@@ -124,7 +132,7 @@ class KnowledgeBase:
             path = kb_path(self.settings, self.name)
             if not path.exists() and not create:
                 raise KnowledgeBaseNotFound(
-                    f"no knowledge base named {self.name!r} in {kb_dir(self.settings)}"
+                    f"no knowledge base named {self.name!r}"
                     " (create it with 'streamrag ingest PATH --kb NAME')"
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,9 +201,15 @@ class KnowledgeBase:
     # -- ingest --------------------------------------------------------------------------
 
     def ingest_events(
-        self, paths: Iterable[str | Path], *, sync: bool = False
+        self,
+        paths: Iterable[str | Path],
+        *,
+        sync: bool = False,
+        origins: Mapping[Path, Origin] | None = None,
     ) -> Iterator[IngestEvent]:
-        """Ingest files and folders, yielding progress events as they happen."""
+        """Ingest files and folders, yielding progress events as they happen. ``origins``
+        gives some files (by resolved path) another document id and source than their
+        path (uploads)."""
         embedder = self._bind_embedder()
         yield from ingest(
             [Path(p).expanduser() for p in paths],
@@ -206,6 +220,7 @@ class KnowledgeBase:
             batch_size=self.settings.embed_batch_size,
             sync=sync,
             exclude=self.settings.home.resolve(),
+            origins=origins,
         )
 
     def ingest(self, paths: Iterable[str | Path], *, sync: bool = False) -> IngestReport:
@@ -224,13 +239,13 @@ class KnowledgeBase:
         k: int | None = None,
         mode: Mode = "hybrid",
         where: SearchFilter | None = None,
-    ) -> list[SearchHit]:
-        """The ``k`` best chunks for ``query``."""
+    ) -> SearchResults:
+        """The ``k`` best chunks for ``query`` (see :meth:`Retriever.search`)."""
         k = k or self.settings.search_top_k
         if mode == "bm25":
             return Retriever(self.store, None).search(query, k, mode, where)
         if self.embed_model is None:  # nothing ingested yet
-            return []
+            return SearchResults()
         return self.retriever.search(query, k, mode, where)
 
     # -- documents -----------------------------------------------------------------------
@@ -238,10 +253,11 @@ class KnowledgeBase:
     def documents(self) -> list[DocumentInfo]:
         return self.store.list_documents()
 
-    def remove(self, doc: str) -> int:
-        """Remove a document by id, or every document read from a path; return the count."""
+    def remove(self, doc: str, *, by_path: bool = True) -> int:
+        """Remove a document by id, or (``by_path``) every document read from a path;
+        return the count."""
         doc_ids = [doc] if self.store.document_states([doc]) else []
-        if not doc_ids:
+        if not doc_ids and by_path and "\x00" not in doc:
             source = str(Path(doc).expanduser().resolve())
             doc_ids = self.store.doc_ids_by_source(source)
         if not doc_ids:

@@ -5,6 +5,9 @@
 ...     print(text, end="", flush=True)
 >>> answer = rag.ask("How long is the warranty?", session_id="s1")
 >>> answer.text, answer.sources, answer.citations
+>>> async with streamrag.RAG() as rag:      # on your own event loop
+...     async for event in rag.astream_events("退货要多久？"):
+...         print(event.to_json())
 
 Every method is an adapter over :meth:`RAG.astream_events`, the engine's event stream. The
 synchronous ones run it on a private event-loop thread; leaving a sync iterator early (or
@@ -205,8 +208,21 @@ class RAG:
         self.history.close()
         self.kb.close()
 
+    async def aclose(self) -> None:
+        """:meth:`close` for a program that used the async API on its own event loop: the
+        model's connections made on that loop are released there."""
+        if self._engine is not None and self._llm is None:
+            await self._engine.llm.aclose()
+        await asyncio.to_thread(self.close)
+
     def __enter__(self) -> RAG:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> RAG:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()

@@ -99,6 +99,13 @@ class _Run:
     def ms_since(self, moment: float) -> float:
         return round((time.perf_counter() - moment) * 1000, 2)
 
+    def end(self) -> None:
+        """Close the timings; an upstream that failed or was stopped before it reported
+        usage has produced (at least) one token per delta streamed."""
+        self.timings["total_ms"] = self.ms_since(self.started)
+        if not self.usage["completion_tokens"]:
+            self.usage["completion_tokens"] = len(self.answer)
+
     def done(self) -> Done:
         return Done(
             run_id=self.run_id,
@@ -161,16 +168,17 @@ class AnswerEngine:
             trace_id=trace_id or uuid.uuid4().hex,
         )
         try:
+            await self._record(run, begin=True)
             steps = self._steps(run, history, top_k or self.settings.top_k, where)
             async with aclosing(steps) as events:
                 async for event in events:
                     yield event
         except (GeneratorExit, asyncio.CancelledError):
             run.finish = "cancelled"
-            run.timings["total_ms"] = run.ms_since(run.started)
+            run.end()
             await self._record(run)
             raise
-        run.timings["total_ms"] = run.ms_since(run.started)
+        run.end()
         await self._record(run)
         yield run.done()
 
@@ -214,7 +222,12 @@ class AnswerEngine:
             return
         run.timings["retrieve_ms"] = run.ms_since(moment)
         run.sources = self._numbered_sources(hits)
-        yield Sources(run_id=run.run_id, seq=next(run.seq), sources=run.sources)
+        yield Sources(
+            run_id=run.run_id,
+            seq=next(run.seq),
+            sources=run.sources,
+            degraded=hits.degraded,
+        )
 
         moment = time.perf_counter()
         messages = build_messages(run.standalone, run.sources, self.settings.system_prompts)
@@ -277,8 +290,9 @@ class AnswerEngine:
         )
         return run.error
 
-    async def _record(self, run: _Run) -> None:
-        """Write the run record off the loop; a cancellation cannot interrupt the write."""
+    async def _record(self, run: _Run, *, begin: bool = False) -> None:
+        """Write the run record off the loop (``begin``: as the run starts); a cancellation
+        cannot interrupt the write."""
         if self.runlog is None:
             return
         record = RunRecord(
@@ -290,7 +304,7 @@ class AnswerEngine:
             retrieved=[source.chunk_id for source in run.sources],
             answer="".join(run.answer),
             citations=list(run.citations),
-            finish_reason=run.finish,
+            finish_reason="running" if begin else run.finish,
             timings=dict(run.timings),
             usage=dict(run.usage),
             model=self.llm.name,
@@ -300,7 +314,8 @@ class AnswerEngine:
             else {"code": run.error.code, "message": run.error.message},
             invalid_citations=run.invalid_citations,
         )
+        write = self.runlog.begin if begin else self.runlog.record
         try:
-            await asyncio.shield(asyncio.to_thread(self.runlog.record, record))
+            await asyncio.shield(asyncio.to_thread(write, record))
         except Exception:  # a failed write must not break the answer stream
             log.exception("could not record run %s", run.run_id)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from streamrag.records import Chunk
 
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "cancelled", "error", "interrupted"]
 Stage = Literal["condensing", "retrieving", "generating"]
 
 
@@ -87,6 +87,7 @@ class Status(Event):
 class Sources(Event):
     type: ClassVar[str] = "sources"
     sources: list[Source]
+    degraded: str | None = None  # why retrieval fell back to BM25 alone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,8 +1,12 @@
 """Conversation memory and run records: the Memory and RunLog protocols and their records.
 
-A *run* is one question answered (or not): its record is what ``done`` reported plus what was
-retrieved. A *session* is the ordered runs that share a ``session_id``; its history (the
-questions and answers of those runs) is what a follow-up question is condensed with.
+A *run* is one question answered (or not): its record is written when it starts (finish
+reason ``running``), keeps its partial answer while it streams and ends as what ``done``
+reported plus what was retrieved. A run left ``running`` by a process that died is ended as
+``interrupted``. A *session* is the ordered runs that share a ``session_id``; its history (the
+questions and answers of those runs) is what a follow-up question is condensed with. The
+*run event log* keeps each run's events as they were streamed, so that a client can resume a
+run that is no longer in memory.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from streamrag.answer.events import CitedSource
+from streamrag.answer.events import CitedSource, Done, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,25 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason != "running"
+
+    def done_event(self, seq: int) -> Done:
+        """The ``done`` event this record stands for (a run whose own was never sent)."""
+        return Done(
+            run_id=self.run_id,
+            seq=seq,
+            answer=self.answer,
+            citations=self.citations,
+            finish_reason=self.finish_reason,  # type: ignore[arg-type]
+            timings=self.timings,
+            usage=self.usage,
+            invalid_citations=self.invalid_citations,
+            standalone_question=self.standalone_question,
+            sources=self.retrieved,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
@@ -73,6 +96,15 @@ class Memory(Protocol):
 class RunLog(Protocol):
     """Where run records are written and read back."""
 
+    def begin(self, run: RunRecord) -> None: ...
     def record(self, run: RunRecord) -> None: ...
     def get_run(self, run_id: str) -> RunRecord | None: ...
     def runs(self, session_id: str | None = None, limit: int = 100) -> Sequence[RunRecord]: ...
+    def interrupt_orphans(self) -> list[str]: ...
+
+
+class RunEventLog(Protocol):
+    """Where each run's streamed events are kept, in order."""
+
+    def append_events(self, run_id: str, events: Sequence[Event], answer: str) -> None: ...
+    def events(self, run_id: str, after: int = -1) -> list[Event]: ...

@@ -1,19 +1,24 @@
-"""The embedded Memory and RunLog: sessions and run records in one SQLite file.
+"""The embedded Memory, RunLog and RunEventLog: sessions, run records and the events of
+each run in one SQLite file.
 
 The file is ``<home>/history.sqlite``, apart from the knowledge bases so that writing a run
 never invalidates a knowledge base's search caches. A session's history is its runs in order.
+A run is owned by the process that began it (``host:pid``); a run still ``running`` whose
+owner on this host is gone was interrupted.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streamrag.answer.events import CitedSource
+from streamrag.answer.events import CitedSource, Event, event_from_dict
 from streamrag.history.base import RunRecord, SessionInfo, Turn
 from streamrag.store.connections import ThreadConnections
 
@@ -45,7 +50,16 @@ CREATE TABLE IF NOT EXISTS runs (
     invalid_citations   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_session ON runs(session_id, seq);
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    event  TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
 """
+_MIGRATIONS = {  # columns added after the first release: name -> definition
+    "owner": "ALTER TABLE runs ADD COLUMN owner TEXT",
+}
 
 _RUN_COLUMNS = (
     "run_id, session_id, kb, question, standalone_question, retrieved, answer, citations, "
@@ -65,12 +79,20 @@ class SQLiteHistory:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._connections = ThreadConnections(path)
-        self._connections.get().executescript(_SCHEMA)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        db = self._connections.get()
+        db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        for column, statement in _MIGRATIONS.items():
+            if column not in columns:
+                db.execute(statement)
+        db.execute("CREATE INDEX IF NOT EXISTS runs_running ON runs(finish_reason, owner)")
 
     # -- RunLog --------------------------------------------------------------------------
 
-    def record(self, run: RunRecord) -> None:
-        """Store a run (replacing an earlier record of the same run) and touch its session."""
+    def begin(self, run: RunRecord) -> None:
+        """Store a run as it starts (owned by this process) and create or touch its
+        session."""
         title = " ".join(run.question.split())[:TITLE_CHARS]
         with self._connections.transaction() as db:
             db.execute(
@@ -79,26 +101,81 @@ class SQLiteHistory:
                 (run.session_id, title, run.started_at, now()),
             )
             db.execute(
-                f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run.run_id,
-                    run.session_id,
-                    run.kb,
-                    run.question,
-                    run.standalone_question,
-                    _json(run.retrieved),
-                    run.answer,
-                    _json([[c.number, c.chunk_id, c.offset] for c in run.citations]),
-                    run.finish_reason,
-                    _json(run.timings),
-                    _json(run.usage),
-                    run.model,
-                    run.started_at,
-                    None if run.error is None else _json(run.error),
-                    run.invalid_citations,
-                ),
+                f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_row(run), self.owner),
             )
+
+    def record(self, run: RunRecord) -> None:
+        """Update a begun run's record (how it ended). A run whose record is gone — its
+        session was deleted — stays gone, and so does the session."""
+        assignments = ", ".join(f"{column} = ?" for column in _RUN_COLUMNS.split(", "))
+        with self._connections.transaction() as db:
+            updated = db.execute(
+                f"UPDATE runs SET {assignments} WHERE run_id = ?", (*_row(run), run.run_id)
+            ).rowcount
+            if updated:
+                db.execute(
+                    "UPDATE sessions SET updated_at = ? WHERE session_id = ?",
+                    (now(), run.session_id),
+                )
+
+    def interrupt_orphans(self) -> list[str]:
+        """End as ``interrupted`` the runs left ``running`` by a dead process of this host,
+        with the answer their event log holds; return their ids."""
+        host = socket.gethostname()
+        db = self._connections.get()
+        rows = db.execute(
+            "SELECT run_id, owner FROM runs WHERE finish_reason = 'running'"
+        ).fetchall()
+        orphans = [
+            run_id
+            for run_id, owner in rows
+            if (owner or "").rpartition(":")[0] == host
+            and not _alive(int((owner or ":0").rpartition(":")[2] or 0))
+        ]
+        for run_id in orphans:
+            answer = "".join(
+                getattr(event, "text", "") for event in self.events(run_id) if event.type == "token"
+            )
+            with self._connections.transaction() as db:
+                db.execute(
+                    "UPDATE runs SET finish_reason = 'interrupted', answer = ?, error = ? "
+                    "WHERE run_id = ? AND finish_reason = 'running'",
+                    (
+                        answer,
+                        _json(
+                            {
+                                "code": "interrupted",
+                                "message": "the server stopped while this run was answering",
+                            }
+                        ),
+                        run_id,
+                    ),
+                )
+        return orphans
+
+    # -- RunEventLog ---------------------------------------------------------------------
+
+    def append_events(self, run_id: str, events: Sequence[Event], answer: str) -> None:
+        """Keep more of a run's events and, while it is running, its partial answer."""
+        with self._connections.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO run_events VALUES (?, ?, ?)",
+                ((run_id, event.seq, event.to_json()) for event in events),
+            )
+            db.execute(
+                "UPDATE runs SET answer = ? WHERE run_id = ? AND finish_reason = 'running'",
+                (answer, run_id),
+            )
+
+    def events(self, run_id: str, after: int = -1) -> list[Event]:
+        """The run's kept events with seq > ``after``, in order."""
+        rows = self._connections.get().execute(
+            "SELECT event FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, after),
+        )
+        return [event_from_dict(json.loads(row[0])) for row in rows]
 
     def get_run(self, run_id: str) -> RunRecord | None:
         row = (
@@ -121,8 +198,10 @@ class SQLiteHistory:
     # -- Memory --------------------------------------------------------------------------
 
     def history(self, session_id: str, limit: int = 50) -> list[Turn]:
-        """The session's last ``limit`` turns, oldest first."""
-        return [Turn(run.question, run.answer) for run in self.runs(session_id, limit)]
+        """The session's last ``limit`` turns, oldest first (runs still answering, such as
+        the one asking, are not part of it yet)."""
+        runs = [run for run in self.runs(session_id, limit + 8) if run.finished]
+        return [Turn(run.question, run.answer) for run in runs[-limit:]]
 
     def sessions(self, limit: int = 100) -> list[SessionInfo]:
         """The most recently used sessions first."""
@@ -153,12 +232,52 @@ class SQLiteHistory:
     def delete_session(self, session_id: str) -> int:
         """Delete a session and its runs; return how many runs went with it."""
         with self._connections.transaction() as db:
+            db.execute(
+                "DELETE FROM run_events WHERE run_id IN "
+                "(SELECT run_id FROM runs WHERE session_id = ?)",
+                (session_id,),
+            )
             deleted = db.execute("DELETE FROM runs WHERE session_id = ?", (session_id,)).rowcount
             db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
         return deleted
 
     def close(self) -> None:
         self._connections.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this host); this process's earlier self
+    (the same id reused after a restart) does not count."""
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _row(run: RunRecord) -> tuple[Any, ...]:
+    """A record's values in the order of ``_RUN_COLUMNS``."""
+    return (
+        run.run_id,
+        run.session_id,
+        run.kb,
+        run.question,
+        run.standalone_question,
+        _json(run.retrieved),
+        run.answer,
+        _json([[c.number, c.chunk_id, c.offset] for c in run.citations]),
+        run.finish_reason,
+        _json(run.timings),
+        _json(run.usage),
+        run.model,
+        run.started_at,
+        None if run.error is None else _json(run.error),
+        run.invalid_citations,
+    )
 
 
 def _json(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 Every loader raises :class:`LoadError` with a reason a person can act on ("encrypted PDF: a
 password is required", "empty file", ...). A ``.jsonl`` file yields one document per line;
-a bad line is reported and the other lines are kept.
+a bad line is reported and the other lines are kept. Work per file is bounded: an archive
+(``.docx``) is checked against :data:`ARCHIVE_LIMITS` before anything is expanded, a PDF may
+have at most :data:`PDF_MAX_PAGES` pages.
 """
 
 from __future__ import annotations
@@ -43,22 +45,55 @@ class LoadedFile:
     problems: list[str] = field(default_factory=list)
 
 
-Loader = Callable[[Path, bytes], LoadedFile]
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What a file's documents are recorded as: the id of its document (the prefix of its
+    lines' ids for ``.jsonl``), the source shown with them and a title of last resort.
+
+    A file read from disk is its own path (:meth:`of`); an uploaded file is not: its id is
+    opaque and its source the name it was uploaded under.
+    """
+
+    doc_id: str
+    source: str
+    stem: str
+
+    @classmethod
+    def of(cls, path: Path) -> Origin:
+        return cls(str(path), str(path), path.stem)
+
+
+Loader = Callable[[Origin, bytes], LoadedFile]
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    """How far an archive may expand: in total, and per member relative to its packed size."""
+
+    max_expanded_bytes: int = 64 * 1024 * 1024
+    max_ratio: float = 100.0
+    ratio_from_bytes: int = 1024 * 1024  # smaller members may compress better than max_ratio
+
+
+ARCHIVE_LIMITS = ArchiveLimits()
+PDF_MAX_PAGES = 5000
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _single(path: Path, data: bytes, title: str, blocks: list[Block], **meta: Any) -> LoadedFile:
+def _single(
+    origin: Origin, data: bytes, title: str, blocks: list[Block], **meta: Any
+) -> LoadedFile:
     blocks = [block for block in blocks if block.text]
     if not blocks:
         raise LoadError("no text in the file")
     doc = LoadedDocument(
-        doc_id=str(path),
-        title=title or path.stem,
+        doc_id=origin.doc_id,
+        title=title or origin.stem,
         blocks=blocks,
-        source=str(path),
+        source=origin.source,
         content_hash=sha256(data),
         meta=meta,
     )
@@ -69,10 +104,10 @@ _TITLE_MAX = 60
 _SENTENCE_PUNCTUATION = tuple("。！？；.!?;，,")
 
 
-def load_txt(path: Path, data: bytes) -> LoadedFile:
+def load_txt(origin: Origin, data: bytes) -> LoadedFile:
     text, encoding = decode_text(data)
     text = clean_text(text)
-    return _single(path, data, _first_line_title(text), [Block(text)], encoding=encoding)
+    return _single(origin, data, _first_line_title(text), [Block(text)], encoding=encoding)
 
 
 def _first_line_title(text: str) -> str:
@@ -90,7 +125,7 @@ _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 
 
-def load_markdown(path: Path, data: bytes) -> LoadedFile:
+def load_markdown(origin: Origin, data: bytes) -> LoadedFile:
     text, encoding = decode_text(data)
     headings: list[str] = []
     blocks: list[Block] = []
@@ -118,7 +153,7 @@ def load_markdown(path: Path, data: bytes) -> LoadedFile:
             lines.append(line if in_fence else _md_inline(line))
     flush()
     blocks = [Block(b.text, tuple(h for h in b.headings if h), b.page) for b in blocks]
-    return _single(path, data, title or path.stem, blocks, encoding=encoding)
+    return _single(origin, data, title or origin.stem, blocks, encoding=encoding)
 
 
 def _md_inline(line: str) -> str:
@@ -134,7 +169,7 @@ _HTML_BLOCK = frozenset(
 )
 
 
-def load_html(path: Path, data: bytes) -> LoadedFile:
+def load_html(origin: Origin, data: bytes) -> LoadedFile:
     from selectolax.lexbor import LexborHTMLParser
 
     text, encoding = decode_text(data)
@@ -174,7 +209,7 @@ def load_html(path: Path, data: bytes) -> LoadedFile:
         elif tag in _HTML_BLOCK:
             parts.append("\n")
     flush()
-    return _single(path, data, title or path.stem, blocks, encoding=encoding)
+    return _single(origin, data, title or origin.stem, blocks, encoding=encoding)
 
 
 def _inside(node: Any, ancestor: Any) -> bool:
@@ -186,9 +221,9 @@ def _inside(node: Any, ancestor: Any) -> bool:
     return False
 
 
-def load_pdf(path: Path, data: bytes) -> LoadedFile:
+def load_pdf(origin: Origin, data: bytes) -> LoadedFile:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PdfReadError
 
     if not data.strip():
         raise LoadError("empty file")
@@ -196,26 +231,32 @@ def load_pdf(path: Path, data: bytes) -> LoadedFile:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoadError("encrypted PDF: a password is required")
+        declared = reader.root_object["/Pages"].get_object().get("/Count", 0)
+        if (count := max(int(declared), len(reader.pages))) > PDF_MAX_PAGES:
+            raise LoadError(f"the PDF has {count} pages; the limit is {PDF_MAX_PAGES}")
         pages = [page.extract_text() or "" for page in reader.pages]
         info_title = (reader.metadata.title if reader.metadata else None) or ""
     except LoadError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise LoadError(f"corrupt or unreadable PDF ({exc})") from exc
+    except LimitReachedError as exc:
+        raise LoadError(f"the PDF is too large to read ({exc})") from exc
     blocks = [
         Block(clean_text(text, unwrap=True), (), number)
         for number, text in enumerate(pages, start=1)
     ]
     if not any(block.text for block in blocks):
         raise LoadError("PDF has no extractable text (scanned images need OCR, not supported)")
-    return _single(path, data, info_title.strip() or path.stem, blocks, pages=len(pages))
+    return _single(origin, data, info_title.strip() or origin.stem, blocks, pages=len(pages))
 
 
-def load_docx(path: Path, data: bytes) -> LoadedFile:
+def load_docx(origin: Origin, data: bytes) -> LoadedFile:
     import docx
     from docx.table import Table
 
     try:
+        check_archive(data)
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise LoadError(f"corrupt or unreadable DOCX ({exc})") from exc
@@ -237,10 +278,33 @@ def load_docx(path: Path, data: bytes) -> LoadedFile:
             headings.append(text)
         elif text:
             blocks.append(Block(text, tuple(h for h in headings if h)))
-    return _single(path, data, title or path.stem, blocks)
+    return _single(origin, data, title or origin.stem, blocks)
 
 
-def load_jsonl(path: Path, data: bytes) -> LoadedFile:
+def check_archive(data: bytes, limits: ArchiveLimits = ARCHIVE_LIMITS) -> None:
+    """Refuse a zip archive that would expand beyond ``limits``, before expanding any of it.
+
+    The sizes checked are the ones the archive declares; :mod:`zipfile` never reads a member
+    past its declared size (a member that holds more fails its CRC check).
+    """
+    members = zipfile.ZipFile(io.BytesIO(data)).infolist()  # BadZipFile: not an archive
+    total = 0
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > limits.ratio_from_bytes and ratio > limits.max_ratio:
+            raise LoadError(
+                f"archive member {member.filename!r} expands {ratio:.0f} times "
+                f"(the limit is {limits.max_ratio:.0f}): refused as a likely zip bomb"
+            )
+        total += member.file_size
+        if total > limits.max_expanded_bytes:
+            raise LoadError(
+                f"the archive expands to more than {limits.max_expanded_bytes // 2**20} MiB "
+                "(the limit for one file)"
+            )
+
+
+def load_jsonl(origin: Origin, data: bytes) -> LoadedFile:
     """One document per line: ``{"id", "title", "text", ...}``; other keys become metadata."""
     text, _ = decode_text(data)
     documents: list[LoadedDocument] = []
@@ -261,7 +325,7 @@ def load_jsonl(path: Path, data: bytes) -> LoadedFile:
         if not isinstance(body, str) or not body.strip():
             problems.append(f'line {number}: missing or empty "text"')
             continue
-        doc_id = str(record.get("id") or f"{path}#{number}")
+        doc_id = str(record.get("id") or f"{origin.doc_id}#{number}")
         if doc_id in seen:
             problems.append(f"line {number}: duplicate id {doc_id!r}")
             continue
@@ -274,7 +338,7 @@ def load_jsonl(path: Path, data: bytes) -> LoadedFile:
                 doc_id=doc_id,
                 title=title,
                 blocks=[Block(clean_text(body))],
-                source=str(path),
+                source=origin.source,
                 content_hash=sha256(canonical),
                 meta=meta,
             )

@@ -10,8 +10,9 @@ finishes the job.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +22,14 @@ import numpy as np
 from streamrag.embed import Embedder
 from streamrag.errors import LoadError
 from streamrag.ingest.chunker import ChunkDraft, chunk_blocks
-from streamrag.ingest.loaders import LOADERS, LoadedDocument, loader_for
+from streamrag.ingest.loaders import LOADERS, LoadedDocument, LoadedFile, Origin, loader_for
 from streamrag.records import indexed_text
 from streamrag.retrieve.tokenize import tokenize
 from streamrag.store import ChunkWrite, DocumentWrite, Store
 
 CHUNKER_VERSION = "1"
+
+log = logging.getLogger("streamrag.ingest")
 
 EventKind = Literal[
     "found",  # count = files to read
@@ -184,29 +187,30 @@ def ingest(
     commit_every: int = 64,
     sync: bool = False,
     exclude: Path | None = None,
+    origins: Mapping[Path, Origin] | None = None,
 ) -> Iterator[IngestEvent]:
-    """Ingest ``paths`` into ``store``, yielding progress events; see the module docstring."""
+    """Ingest ``paths`` into ``store``, yielding progress events; see the module docstring.
+
+    ``origins`` records the documents of some files (by resolved path) under another id and
+    source than their path: uploaded files. Events name a file by its source.
+    """
     pipeline = pipeline_fingerprint(chunk_size, chunk_overlap)
     candidates = list(discover(paths, exclude))
     yield IngestEvent("found", count=sum(1 for _, why in candidates if why != "ignored"))
     pending = _Pending()
     seen_sources: set[str] = set()
     for path, why in candidates:
-        source = str(path)
+        origin = (origins or {}).get(path) or Origin.of(path)
+        source = origin.source
         seen_sources.add(source)
         if why is not None:
             status: FileStatus = "ignored" if why == "ignored" else "failed"
             yield IngestEvent("file", path=source, status=status, reason=why)
             continue
         try:
-            loader = loader_for(path)
-            assert loader is not None
-            loaded = loader(path, path.read_bytes())
+            loaded = _load(path, origin)
         except LoadError as exc:
             yield IngestEvent("file", path=source, status="failed", reason=str(exc))
-            continue
-        except OSError as exc:
-            yield IngestEvent("file", path=source, status="failed", reason=exc.strerror or str(exc))
             continue
         states = store.document_states(doc.doc_id for doc in loaded.documents)
         fresh = [
@@ -247,6 +251,24 @@ def ingest(
         if gone:
             store.delete_documents(gone)
         yield IngestEvent("removed", count=len(gone))
+
+
+def _load(path: Path, origin: Origin) -> LoadedFile:
+    """Read one file; whatever goes wrong is this file's :class:`LoadError`, never the run's."""
+    loader = loader_for(path)
+    assert loader is not None
+    try:
+        return loader(origin, path.read_bytes())
+    except LoadError:
+        raise
+    except OSError as exc:
+        raise LoadError(exc.strerror or str(exc)) from exc
+    except MemoryError as exc:
+        raise LoadError("the file needs more memory than is available to read") from exc
+    except Exception as exc:  # a parser's own error: this file is unreadable
+        log.info("could not read %s", origin.source, exc_info=True)
+        kind = path.suffix.lower().lstrip(".").upper() or "file"
+        raise LoadError(f"unreadable {kind} ({type(exc).__name__}: {exc})") from exc
 
 
 def _under(path: Path, roots: list[Path]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal, get_args
 
@@ -16,6 +17,15 @@ MODES: tuple[str, ...] = get_args(Mode)
 
 # BM25 runs here while the calling thread embeds the query (both release the GIL).
 _KEYWORD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="streamrag-bm25")
+
+log = logging.getLogger("streamrag.retrieve")
+
+
+class SearchResults(list[SearchHit]):
+    """Ranked hits, best first; ``degraded`` says why a hybrid search fell back to BM25
+    alone (None when it did not)."""
+
+    degraded: str | None = None
 
 
 class Retriever:
@@ -35,7 +45,9 @@ class Retriever:
         k: int = 5,
         mode: Mode = "hybrid",
         where: SearchFilter | None = None,
-    ) -> list[SearchHit]:
+    ) -> SearchResults:
+        """The ``k`` best chunks. A hybrid search whose query embedding fails (an embeddings
+        API that is down) ranks by BM25 alone and says so in ``degraded``."""
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         if k < 1:
@@ -44,12 +56,22 @@ class Retriever:
         vector: list[tuple[int, float]] = []
         keyword: list[tuple[int, float]] = []
         pending: Future[list[tuple[int, float]]] | None = None
+        degraded = None
         if mode in ("hybrid", "bm25"):
             pending = _KEYWORD_POOL.submit(self.store.keyword_search, tokenize(query), depth, where)
         if mode in ("hybrid", "vector"):
             if self.embedder is None:
                 raise ValueError("vector search needs an embedder")
-            vector = self.store.vector_search(self.embedder.embed_query(query), depth, where)
+            try:
+                query_vector = self.embedder.embed_query(query)
+            except Exception as exc:
+                if mode == "vector":
+                    raise
+                log.warning("query embedding failed, ranking by BM25 alone: %s", exc)
+                degraded = f"the query could not be embedded ({exc}); ranked by BM25 alone"
+                mode = "bm25"
+            else:
+                vector = self.store.vector_search(query_vector, depth, where)
         if pending is not None:
             keyword = pending.result()
         if mode == "vector":
@@ -61,7 +83,7 @@ class Retriever:
         chunks = self.store.get_chunks([row_id for row_id, _ in ranked])
         vector_scores = dict(vector)
         bm25_scores = dict(keyword)
-        return [
+        results = SearchResults(
             SearchHit(
                 chunk=chunks[row_id],
                 score=score,
@@ -71,4 +93,6 @@ class Retriever:
             )
             for rank, (row_id, score) in enumerate(ranked, start=1)
             if row_id in chunks
-        ]
+        )
+        results.degraded = degraded
+        return results

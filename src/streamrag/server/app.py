@@ -8,6 +8,7 @@ in :mod:`streamrag.server.routes`, one module per resource, over a shared
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamrag.config import Settings, load_settings
@@ -26,14 +28,17 @@ from streamrag.server.errors import (
     ApiError,
     error_response,
     http_error_response,
+    internal_error_response,
     validation_response,
 )
+from streamrag.server.limits import BodyLimit
 from streamrag.server.observe import RequestLog
 from streamrag.server.routes import chat, kbs, openai, ops, sessions, web
 from streamrag.server.service import Service, ServiceDep
 
 _bearer = HTTPBearer(auto_error=False, description="One of STREAMRAG_API_KEYS, if set.")
-_PUBLIC_PATHS = frozenset({"/", "/healthz"})  # the page's assets are a mount: no dependency
+# the page's and the docs' assets are mounts: no dependency
+_PUBLIC_PATHS = frozenset({"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 async def require_key(
@@ -59,10 +64,11 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(service.recover)
         yield
         await service.aclose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their assets from the package, no CDN
         title="streamrag",
         summary="Answers over your own documents, streamed with their sources.",
         version="0.1.0",
@@ -70,6 +76,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
         dependencies=[Depends(require_key)],
     )
     app.state.service = service
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_kb * 1024)
     app.add_middleware(RequestLog)
     if settings.cors_origins:
         app.add_middleware(
@@ -82,6 +89,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
     app.add_exception_handler(StreamragError, error_response)
     app.add_exception_handler(RequestValidationError, validation_response)
     app.add_exception_handler(StarletteHTTPException, http_error_response)
+    app.add_exception_handler(Exception, internal_error_response)
     for module in (chat, openai, sessions, kbs, ops, web):
         app.include_router(module.router)
     app.mount("/static", web.assets, name="static")

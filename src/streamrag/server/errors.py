@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from streamrag.answer.events import Error
 from streamrag.errors import DocumentNotFound, InvalidName, KnowledgeBaseNotFound, StreamragError
 
 STATUS = {KnowledgeBaseNotFound: 404, DocumentNotFound: 404, InvalidName: 422}
@@ -21,6 +22,12 @@ class ApiError(StreamragError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+def failed_run(error: Error) -> ApiError:
+    """The status of a non-streamed answer whose run failed: 502 (the model or a service
+    behind this one failed), with the run's error code and message."""
+    return ApiError(502, error.code, f"run {error.run_id} failed: {error.message}")
 
 
 async def error_response(_: Request, exc: Exception) -> JSONResponse:
@@ -47,6 +54,12 @@ async def validation_response(_: Request, exc: Exception) -> JSONResponse:
     message = "; ".join(f"{'.'.join(str(part) for part in d['loc'])}: {d['msg']}" for d in details)
     body = {"code": "invalid_request", "message": message, "details": details}
     return JSONResponse({"error": body}, status_code=422)
+
+
+async def internal_error_response(_: Request, exc: Exception) -> JSONResponse:
+    """A bug: 500 in the same shape (the traceback goes to the log, not to the client)."""
+    message = f"internal error ({type(exc).__name__}); the server log has the details"
+    return JSONResponse({"error": {"code": "internal_error", "message": message}}, 500)
 
 
 async def http_error_response(_: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,10 @@ from where it stopped: nothing lost, nothing repeated). When the last follower g
 run goes on for ``grace_s`` seconds for a reconnect; then it is cancelled, so that nobody
 pays for tokens nobody reads. A cancelled run ends with a ``done`` event built from its
 record (finish_reason "cancelled"), so a late follower still sees how it ended.
+
+The events are also appended to the run event log, at most once every ``flush_s`` seconds
+and when the run ends, so that a run outlives this process: after a crash its record holds
+the partial answer and a client can still read what was streamed.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from streamrag.answer.events import Done, Event
-from streamrag.history.base import RunLog
+from streamrag.answer.events import Done, Event, RunStarted
+from streamrag.history.base import RunEventLog, RunLog
 from streamrag.server.metrics import Metrics
 
 log = logging.getLogger("streamrag.server")
@@ -33,15 +37,22 @@ class LiveRun:
         events: AsyncIterator[Event],
         *,
         runlog: RunLog | None,
+        eventlog: RunEventLog | None,
         grace_s: float,
         owner: LiveRuns,
+        flush_s: float = 1.0,
     ) -> None:
         self.run_id = run_id
+        self.session_id: str | None = None
         self.events: list[Event] = []
         self.finished = False
         self.followers = 0
         self.started = time.monotonic()
         self._runlog = runlog
+        self._eventlog = eventlog
+        self._flush_s = flush_s
+        self._flushed = 0  # events already in the event log
+        self._last_flush = time.monotonic()
         self._grace_s = grace_s
         self._grace: asyncio.TimerHandle | None = None
         self._changed: asyncio.Future[None] | None = None
@@ -51,8 +62,12 @@ class LiveRun:
     async def _drive(self, events: AsyncIterator[Event]) -> None:
         try:
             async for event in events:
+                if isinstance(event, RunStarted):
+                    self.session_id = event.session_id
                 self.events.append(event)
                 self._notify()
+                if time.monotonic() - self._last_flush >= self._flush_s:
+                    await self._flush()
         except asyncio.CancelledError:
             await self._append_cancelled_done()
         except Exception:  # the engine reports its own failures; this is a bug
@@ -60,25 +75,39 @@ class LiveRun:
         finally:
             self.finished = True
             self._notify()
+            await asyncio.shield(self._flush())
             self._owner.run_finished(self)
+
+    async def _flush(self) -> None:
+        """Append the events not yet in the event log (and the partial answer)."""
+        self._last_flush = time.monotonic()
+        fresh = self.events[self._flushed :]
+        if self._eventlog is None or not fresh:
+            return
+        self._flushed = len(self.events)
+        answer = "".join(getattr(e, "text", "") for e in self.events if e.type == "token")
+        try:
+            await asyncio.to_thread(self._eventlog.append_events, self.run_id, fresh, answer)
+        except Exception:  # the stream goes on; the log misses these events
+            log.exception("could not log the events of run %s", self.run_id)
 
     async def _append_cancelled_done(self) -> None:
         record = None
         if self._runlog is not None:
             record = await asyncio.to_thread(self._runlog.get_run, self.run_id)
+        if record is not None and record.finished:
+            self.events.append(record.done_event(len(self.events)))
+            return
         answer = "".join(getattr(e, "text", "") for e in self.events if e.type == "token")
-        self.events.append(
+        self.events.append(  # the engine had not recorded the run yet
             Done(
                 run_id=self.run_id,
                 seq=len(self.events),
                 answer=answer,
-                citations=record.citations if record else [],
+                citations=[],
                 finish_reason="cancelled",
-                timings=record.timings if record else {},
-                usage=record.usage if record else {},
-                invalid_citations=record.invalid_citations if record else 0,
-                standalone_question=record.standalone_question if record else None,
-                sources=record.retrieved if record else [],
+                timings={},
+                usage={},
             )
         )
 
@@ -149,13 +178,29 @@ class LiveRuns:
         self.metrics = metrics
         self._runs: dict[str, LiveRun] = {}
 
-    def start(self, run_id: str, events: AsyncIterator[Event], runlog: RunLog | None) -> LiveRun:
-        run = LiveRun(run_id, events, runlog=runlog, grace_s=self.grace_s, owner=self)
+    def start(
+        self,
+        run_id: str,
+        events: AsyncIterator[Event],
+        runlog: RunLog | None,
+        eventlog: RunEventLog | None = None,
+    ) -> LiveRun:
+        run = LiveRun(
+            run_id, events, runlog=runlog, eventlog=eventlog, grace_s=self.grace_s, owner=self
+        )
         self._runs[run_id] = run
         return run
 
     def get(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
+
+    async def cancel_session(self, session_id: str) -> int:
+        """Cancel the session's unfinished runs and wait until they have ended."""
+        running = [
+            run for run in self._runs.values() if run.session_id == session_id and run.cancel()
+        ]
+        await asyncio.gather(*(asyncio.shield(run.task) for run in running))
+        return len(running)
 
     @property
     def active(self) -> int:

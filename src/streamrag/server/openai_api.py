@@ -21,7 +21,7 @@ from streamrag.answer.events import Citation, Done, Error, Event, Sources, Token
 from streamrag.history.base import Turn
 from streamrag.server.sse import PING, sse_message
 
-FINISH = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "error"}
+FINISH = {"length": "length"}  # OpenAI's finish_reason for ours; anything else ends as "stop"
 
 
 class ChatMessageIn(BaseModel):
@@ -77,8 +77,8 @@ def _data(payload: dict[str, Any]) -> bytes:
 async def completion_chunks(
     events: AsyncIterator[Event | None], model: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
-    """``chat.completion.chunk`` SSE lines, then ``data: [DONE]``; an error mid-stream is an
-    ``error`` object, as OpenAI sends it."""
+    """``chat.completion.chunk`` SSE lines, then ``data: [DONE]``. A run that fails ends the
+    stream with an ``error`` object instead, as OpenAI's own streams do (its SDK raises it)."""
     created = int(time.time())
     usage: dict[str, int] | None = None
     async for event in events:
@@ -98,6 +98,7 @@ async def completion_chunks(
         elif isinstance(event, Error):
             error = {"message": event.message, "type": "upstream_error", "code": event.code}
             yield _data({"error": error})
+            return
         elif isinstance(event, Usage) and include_usage:
             usage = {  # sent after the finish_reason chunk, as OpenAI does
                 "prompt_tokens": event.prompt_tokens,
@@ -105,7 +106,11 @@ async def completion_chunks(
                 "total_tokens": event.prompt_tokens + event.completion_tokens,
             }
         elif isinstance(event, Done):
-            choice = {"index": 0, "delta": {}, "finish_reason": FINISH[event.finish_reason]}
+            choice = {
+                "index": 0,
+                "delta": {},
+                "finish_reason": FINISH.get(event.finish_reason, "stop"),
+            }
             yield _data(
                 _chunk(
                     event.run_id,
@@ -135,7 +140,7 @@ def completion(events: list[Event], model: str) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": done.answer},
-                "finish_reason": FINISH[done.finish_reason],
+                "finish_reason": FINISH.get(done.finish_reason, "stop"),
             }
         ],
         "usage": {

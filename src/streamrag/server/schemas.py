@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from streamrag.kb import KB_NAME_PATTERN
 from streamrag.store import SearchFilter
 
-ID_PATTERN = r"^[\w.-]{1,64}$"
+ID_PATTERN = r"^[\w.-]{1,64}$"  # session ids
 
 
 class Filters(BaseModel):
@@ -27,7 +28,7 @@ class ChatRequest(BaseModel):
 
     question: str = Field(min_length=1, description="The question, in Chinese or English.")
     session_id: str | None = Field(None, pattern=ID_PATTERN, description="Continue a session.")
-    kb: str | None = Field(None, pattern=ID_PATTERN, description="Knowledge base name.")
+    kb: str | None = Field(None, pattern=KB_NAME_PATTERN, description="Knowledge base name.")
     top_k: int | None = Field(None, ge=1, le=50, description="Sources to retrieve.")
     filters: Filters | None = None
 

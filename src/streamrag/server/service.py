@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
-from streamrag.answer.events import Event
+from streamrag.answer.events import Done, Event
 from streamrag.config import Settings
 from streamrag.history.base import Turn
 from streamrag.history.sqlite import SQLiteHistory
+from streamrag.ingest.loaders import Origin
+from streamrag.ingest.pipeline import IngestEvent
 from streamrag.llm import LLM, make_llm
 from streamrag.rag import RAG
 from streamrag.server.errors import ApiError
+from streamrag.server.ingest import IngestWorkers
 from streamrag.server.live import LiveRun, LiveRuns
 from streamrag.server.metrics import Metrics
 from streamrag.server.observe import TRACE_ID
 from streamrag.server.sse import EventStream, sse_bytes
+from streamrag.server.uploads import UploadFolder
 from streamrag.store import SearchFilter
+
+log = logging.getLogger("streamrag.server")
 
 
 class Service:
@@ -36,7 +45,9 @@ class Service:
         self._owns_llm = llm is None
         self._rags: dict[str, RAG] = {}
         self._lock = threading.Lock()
-        self._ingest_locks: dict[str, threading.Lock] = {}
+        self._ingest_locks: dict[str, asyncio.Lock] = {}
+        self._ingest_workers = IngestWorkers(settings.ingest_workers)
+        self._ingests: set[asyncio.Task[None]] = set()
 
     def rag(self, kb: str | None, *, create: bool = False) -> RAG:
         """The answerer of a knowledge base (blocking: opens it, may load the model)."""
@@ -57,10 +68,39 @@ class Service:
         if rag is not None:
             rag.kb.close()
 
-    def ingest_lock(self, kb: str) -> threading.Lock:
-        """One ingest at a time per knowledge base."""
-        with self._lock:
-            return self._ingest_locks.setdefault(kb, threading.Lock())
+    def uploads(self, kb: str) -> UploadFolder:
+        """A knowledge base's uploaded files."""
+        return UploadFolder(self.settings.home / "uploads" / kb)
+
+    def ingest_lock(self, kb: str) -> asyncio.Lock:
+        """One ingest (or document removal) at a time per knowledge base; waiting for it
+        holds no thread."""
+        return self._ingest_locks.setdefault(kb, asyncio.Lock())
+
+    async def ingest(self, kb: str, origins: dict[Path, Origin]) -> AsyncIterator[IngestEvent]:
+        """Ingest stored uploads in a worker process, in turn with the knowledge base's other
+        ingests; the events as they happen. The ingest runs to its end (and keeps its turn
+        until then) even if nobody reads them."""
+        queue: asyncio.Queue[IngestEvent | Exception | None] = asyncio.Queue()
+
+        async def run() -> None:
+            try:
+                async with self.ingest_lock(kb):
+                    events = self._ingest_workers.ingest(self.settings, kb, list(origins), origins)
+                    async for event in events:
+                        queue.put_nowait(event)
+            except Exception as exc:  # reported to the reader, never lost in the task
+                queue.put_nowait(exc)
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.create_task(run(), name=f"ingest-{kb}")
+        self._ingests.add(task)
+        task.add_done_callback(self._ingests.discard)
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            yield item
 
     async def start(
         self,
@@ -100,12 +140,43 @@ class Service:
             history=history,
             trace_id=TRACE_ID.get(),
         )
-        return self.runs.start(run_id, events, rag.history)
+        return self.runs.start(run_id, events, rag.history, rag.history)
 
     def follow(self, run: LiveRun, after: int = -1) -> EventStream:
         """A run's events after seq ``after`` as server-sent events, then live ones."""
         events = run.follow(after, self.settings.heartbeat_s)
         return EventStream(sse_bytes(events), headers={"X-Run-Id": run.run_id})
+
+    async def resume(self, run_id: str, after: int = -1) -> EventStream | Response:
+        """A run's events after seq ``after``: live if it runs here, else as recorded in the
+        run event log and ended by ``done`` (built from the record of a run whose own
+        ``done`` was never logged: an interrupted one). Nothing left to send: 204."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            return self.follow(run, after)
+        record = await asyncio.to_thread(self.history.get_run, run_id)
+        if record is None:
+            raise ApiError(404, "run_not_found", f"no run {run_id!r} is recorded")
+        if not record.finished:
+            raise ApiError(
+                404,
+                "run_not_live",
+                f"run {run_id!r} is running in another server process; resume it there",
+            )
+        logged = await asyncio.to_thread(self.history.events, run_id)
+        if not logged or not isinstance(logged[-1], Done):
+            logged.append(record.done_event(logged[-1].seq + 1 if logged else 0))
+        missed = [event for event in logged if event.seq > after]
+        if not missed:
+            return Response(status_code=204, headers={"X-Run-Id": run_id})
+        return EventStream(sse_bytes(_iterate(missed)), headers={"X-Run-Id": run_id})
+
+    def recover(self) -> list[str]:
+        """End the runs a dead server process left running (at start-up)."""
+        orphans = self.history.interrupt_orphans()
+        if orphans:
+            log.warning("marked %d runs of a stopped process as interrupted", len(orphans))
+        return orphans
 
     async def finished(self, run: LiveRun) -> list[Event]:
         """All of a run's events, once it has ended."""
@@ -113,10 +184,18 @@ class Service:
         return run.events
 
     async def aclose(self) -> None:
-        """Stop the runs (recorded as cancelled), release the model's connections."""
+        """Stop the runs (recorded as cancelled), let the ingests finish, release the
+        model's connections and the ingest workers."""
         await self.runs.close()
+        await asyncio.gather(*self._ingests, return_exceptions=True)
+        await asyncio.to_thread(self._ingest_workers.close)
         if self._owns_llm and self._llm is not None:
             await self._llm.aclose()
+
+
+async def _iterate(events: Iterable[Event]) -> AsyncIterator[Event]:
+    for event in events:
+        yield event
 
 
 def get_service(request: Request) -> Service:

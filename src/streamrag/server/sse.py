@@ -26,18 +26,24 @@ def encode(event: Event) -> bytes:
     return sse_message(event.to_json(), event=event.type, event_id=f"{event.run_id}:{event.seq}")
 
 
-def parse_event_id(value: str | None, run_id: str) -> int | None:
-    """The seq in a ``Last-Event-ID`` of this run; None when absent or another run's."""
+def parse_event_id(value: str | None) -> tuple[str, int] | None:
+    """The run id and seq of a ``Last-Event-ID`` (``<run_id>:<seq>``); None when absent or
+    not of that form."""
     if not value:
         return None
-    owner, _, seq = value.rpartition(":")
-    if owner != run_id or not seq.isdigit():
+    run_id, _, seq = value.rpartition(":")
+    if not run_id or not seq.isdigit():
         return None
-    return int(seq)
+    return run_id, int(seq)
+
+
+RETRY_MS = 3000  # how long a browser's EventSource waits before it reconnects
 
 
 async def sse_bytes(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
-    """Encode events; ``None`` (nothing happened for a while) becomes a comment heartbeat."""
+    """Encode events, after the reconnection delay (``retry:``); ``None`` (nothing happened
+    for a while) becomes a comment heartbeat."""
+    yield f"retry: {RETRY_MS}\n\n".encode()
     async for event in events:
         yield PING if event is None else encode(event)
 

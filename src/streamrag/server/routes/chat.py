@@ -7,13 +7,14 @@ import asyncio
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from streamrag.answer.events import Source
 from streamrag.history.base import RunRecord
+from streamrag.kb import KB_NAME_PATTERN
 from streamrag.rag import Answer
-from streamrag.server.errors import ApiError
+from streamrag.server.errors import ApiError, failed_run
 from streamrag.server.live import LiveRun
 from streamrag.server.schemas import ID_PATTERN, ChatRequest
 from streamrag.server.service import Service, ServiceDep
@@ -39,23 +40,40 @@ async def chat_stream(request: ChatRequest, service: ServiceDep) -> EventStream:
     return service.follow(await _start(service, request))
 
 
-@router.get("/v1/chat/stream", tags=["chat"], response_class=EventStream)
+@router.get(
+    "/v1/chat/stream",
+    tags=["chat"],
+    response_class=EventStream,
+    response_model=None,
+    responses={204: {"description": "A reconnect to a run with nothing left to send."}},
+)
 async def chat_stream_get(
     service: ServiceDep,
     q: Annotated[str, Query(min_length=1, description="The question.")],
     session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    kb: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    kb: Annotated[str | None, Query(pattern=KB_NAME_PATTERN)] = None,
     top_k: Annotated[int | None, Query(ge=1, le=50)] = None,
-) -> EventStream:
-    """The same stream for a browser ``EventSource``."""
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventStream | Response:
+    """The same stream for a browser ``EventSource``. Its automatic reconnect (with
+    ``Last-Event-ID``) resumes the run it was following, never asks again: a finished
+    run's reconnect gets 204, which ends the ``EventSource``."""
+    if last_event_id is not None:
+        resumed = parse_event_id(last_event_id)
+        if resumed is None:
+            return Response(status_code=204)
+        return await service.resume(*resumed)
     request = ChatRequest(question=q, session_id=session_id, kb=kb, top_k=top_k)
     return service.follow(await _start(service, request))
 
 
 @router.post("/v1/chat", tags=["chat"])
 async def chat(request: ChatRequest, service: ServiceDep) -> dict[str, Any]:
-    """The whole answer as one JSON object (the non-streaming fallback)."""
+    """The whole answer as one JSON object (the non-streaming fallback). A run that failed
+    is a 502 with the error of the run, as for ``/v1/chat/completions``."""
     answer = Answer.from_events(await service.finished(await _start(service, request)))
+    if answer.error is not None:
+        raise failed_run(answer.error)
     return asdict(answer)
 
 
@@ -64,7 +82,7 @@ async def chat_text(
     service: ServiceDep,
     q: Annotated[str, Query(min_length=1, description="The question.")],
     session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    kb: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    kb: Annotated[str | None, Query(pattern=KB_NAME_PATTERN)] = None,
 ) -> StreamingResponse:
     """The answer as plain chunked text (for curl), then its numbered sources."""
     run = await service.start(q, kb=kb, session_id=session_id)
@@ -75,26 +93,28 @@ async def chat_text(
     )
 
 
-@router.get("/v1/runs/{run_id}/events", tags=["runs"], response_class=EventStream)
+@router.get(
+    "/v1/runs/{run_id}/events",
+    tags=["runs"],
+    response_class=EventStream,
+    response_model=None,
+    responses={204: {"description": "Nothing after that event: the run has ended."}},
+)
 async def run_events(
     run_id: str,
     service: ServiceDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=-1, description="Resume after this seq.")] = None,
-) -> EventStream:
-    """Resume a run: the events after ``Last-Event-ID`` (or ``?after=``), then live ones."""
-    run = service.runs.get(run_id)
-    if run is None:
-        raise ApiError(
-            404,
-            "run_not_live",
-            f"run {run_id!r} is not running here (runs are kept {service.runs.keep_s:.0f} s "
-            f"after they finish); its record is at /v1/runs/{run_id}",
-        )
-    resume_from = parse_event_id(last_event_id, run_id)
-    if resume_from is None:
+) -> EventStream | Response:
+    """Resume a run: the events after ``Last-Event-ID`` (or ``?after=``), then live ones; a
+    run no longer in memory (finished long ago, or interrupted by a server restart) is
+    read from the run event log and ended with ``done``; 204 when nothing is left."""
+    resumed = parse_event_id(last_event_id)
+    if resumed is not None and resumed[0] == run_id:
+        resume_from = resumed[1]
+    else:
         resume_from = after if after is not None else -1
-    return service.follow(run, resume_from)
+    return await service.resume(run_id, resume_from)
 
 
 @router.post("/v1/runs/{run_id}/cancel", tags=["runs"])

@@ -1,25 +1,16 @@
 """Knowledge bases: list, drop, search; upload documents with ingest progress as SSE; list
 and delete documents.
 
-An uploaded file is stored as ``<home>/uploads/<kb>/<hash of its name>/<cleaned name>``: its
-name only ever becomes one path component, cleaned of separators and control characters, and
-uploading the same name again replaces the file (unchanged content is then skipped by the
-incremental ingest, changed content replaced).
+Uploads are kept by :class:`~streamrag.server.uploads.UploadFolder`: their documents have
+opaque ids and the uploaded name as their source; uploading the same name again replaces the
+file (unchanged content is then skipped by the incremental ingest, changed content replaced).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import hashlib
 import json
-import os
-import re
-import shutil
-import tempfile
 import time
-import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path as FilePath
@@ -32,19 +23,17 @@ from starlette.exceptions import HTTPException
 
 from streamrag.ingest.loaders import LOADERS
 from streamrag.ingest.pipeline import IngestEvent, IngestReport
-from streamrag.kb import drop_knowledge_base, list_knowledge_bases
-from streamrag.rag import RAG
+from streamrag.kb import KB_NAME_PATTERN, drop_knowledge_base, list_knowledge_bases
 from streamrag.server.errors import ApiError
 from streamrag.server.schemas import SearchRequest
-from streamrag.server.service import Service, ServiceDep
+from streamrag.server.service import ServiceDep
 from streamrag.server.sse import EventStream, sse_message
 
 router = APIRouter(tags=["knowledge bases"])
 
 KbName = Annotated[
-    str, Path(pattern=r"^\w[\w.-]{0,63}$", description="Knowledge base name.", max_length=64)
+    str, Path(pattern=KB_NAME_PATTERN, description="Knowledge base name.", max_length=64)
 ]
-_UNSAFE = re.compile(r"[^\w.\- ()\[\]+,@]")
 _MULTIPART = {
     "required": True,
     "content": {
@@ -82,12 +71,12 @@ async def drop_kb(kb: KbName, service: ServiceDep) -> dict[str, Any]:
     """Delete a knowledge base, its documents and its uploaded files."""
 
     def drop() -> None:
-        with service.ingest_lock(kb):
-            service.forget(kb)
-            drop_knowledge_base(kb, service.settings)
-            shutil.rmtree(_uploads(service, kb), ignore_errors=True)
+        service.forget(kb)
+        drop_knowledge_base(kb, service.settings)
+        service.uploads(kb).drop()
 
-    await asyncio.to_thread(drop)
+    async with service.ingest_lock(kb):
+        await asyncio.to_thread(drop)
     return {"kb": kb, "dropped": True}
 
 
@@ -101,28 +90,31 @@ async def list_documents(kb: KbName, service: ServiceDep) -> list[dict[str, Any]
 
 @router.delete("/v1/kbs/{kb}/documents/{doc_id:path}")
 async def delete_document(kb: KbName, doc_id: str, service: ServiceDep) -> dict[str, Any]:
-    """Remove a document (and its uploaded file)."""
+    """Remove a document by its id; the uploaded file it came from goes with the last of
+    that file's documents."""
     rag = await asyncio.to_thread(service.rag, kb)
 
     def remove() -> int:
-        with service.ingest_lock(kb):
-            chunks = rag.kb.remove(doc_id)
-            uploaded = FilePath(doc_id)
-            if uploaded.parent.parent == _uploads(service, kb):
-                shutil.rmtree(uploaded.parent, ignore_errors=True)
-            return chunks
+        store = rag.kb.store
+        [source] = [d.source for d in store.list_documents() if d.doc_id == doc_id] or [None]
+        removed = rag.kb.remove(doc_id, by_path=False)
+        if source is not None and not store.doc_ids_by_source(source):
+            service.uploads(kb).discard(source)
+        return removed
 
-    removed = await asyncio.to_thread(remove)
+    async with service.ingest_lock(kb):
+        removed = await asyncio.to_thread(remove)
     return {"kb": kb, "doc_id": doc_id, "removed": removed}
 
 
 @router.post("/v1/kbs/{kb}/search")
-async def search(kb: KbName, request: SearchRequest, service: ServiceDep) -> list[dict[str, Any]]:
-    """The best chunks for a query (hybrid, vector or BM25)."""
+async def search(kb: KbName, request: SearchRequest, service: ServiceDep) -> dict[str, Any]:
+    """The best chunks for a query (hybrid, vector or BM25) as ``hits``; ``degraded`` says
+    why a hybrid search ranked by BM25 alone (the query could not be embedded), else null."""
     rag = await asyncio.to_thread(service.rag, kb)
     where = request.filters.to_filter() if request.filters else None
     hits = await asyncio.to_thread(rag.kb.search, request.query, request.k, request.mode, where)
-    return [hit.to_dict() for hit in hits]
+    return {"hits": [hit.to_dict() for hit in hits], "degraded": hits.degraded}
 
 
 @router.post(
@@ -173,11 +165,11 @@ async def upload(
                     f"supported: {', '.join(sorted(LOADERS))}",
                 )
         # Opening the knowledge base checks its name, before any file is written.
-        rag = await asyncio.to_thread(service.rag, kb, create=True)
-        names = await asyncio.to_thread(_save, _uploads(service, kb), files)
+        await asyncio.to_thread(service.rag, kb, create=True)
+        origins = await asyncio.to_thread(service.uploads(kb).save, files)
     finally:
         await form.close()
-    events = _ingest(service, rag, kb, names)
+    events = service.ingest(kb, origins)
     if stream:
         return EventStream(_sse(events))
     report = IngestReport()
@@ -189,71 +181,6 @@ async def upload(
         raise ApiError(500, "ingest_failed", f"the ingest stopped: {exc}") from exc
     report.seconds = time.perf_counter() - started
     return JSONResponse(report.to_dict())
-
-
-def clean_name(filename: str) -> str:
-    """A file name that is one harmless path component, keeping letters of any script."""
-    name = unicodedata.normalize("NFC", filename.replace("\\", "/").rsplit("/", 1)[-1])
-    name = _UNSAFE.sub("_", "".join(c for c in name if c.isprintable())).strip(" .")
-    stem, suffix = os.path.splitext(name)
-    return (stem[:100] or "upload") + suffix[:16]
-
-
-def _uploads(service: Service, kb: str) -> FilePath:
-    # Resolved like the stored paths (document ids), which a relative or linked home is not.
-    return (service.settings.home / "uploads" / kb).resolve()
-
-
-def _save(directory: FilePath, files: list[UploadFile]) -> dict[str, str]:
-    """Store the uploads (each written whole, then renamed into place); path → given name."""
-    names: dict[str, str] = {}
-    for file in files:
-        name = clean_name(file.filename or "")
-        folder = directory / hashlib.sha256(name.encode()).hexdigest()[:16]
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as part:
-            file.file.seek(0)
-            shutil.copyfileobj(file.file, part)
-        target = folder / name
-        os.replace(part.name, target)
-        names[str(target.resolve())] = file.filename or name
-    return names
-
-
-async def _ingest(
-    service: Service, rag: RAG, kb: str, names: dict[str, str]
-) -> AsyncIterator[IngestEvent]:
-    """The ingest's events as they happen; it runs in a thread that finishes regardless."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[IngestEvent | BaseException | None] = asyncio.Queue()
-
-    def post(item: IngestEvent | BaseException | None) -> None:
-        # RuntimeError: the server is shutting down; the ingest still commits.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def work() -> None:
-        try:
-            with service.ingest_lock(kb):
-                for event in rag.kb.ingest_events(list(names)):
-                    post(event)
-        except BaseException as exc:  # reported to the client, never lost in the thread
-            post(exc)
-        finally:
-            post(None)
-
-    loop.run_in_executor(None, work)
-    while (item := await queue.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield _named(item, names)
-
-
-def _named(event: IngestEvent, names: dict[str, str]) -> IngestEvent:
-    """The event with the uploaded file's name in place of where it is stored."""
-    if event.path is None:
-        return event
-    return dataclasses.replace(event, path=names.get(event.path, event.path))
 
 
 async def _sse(events: AsyncIterator[IngestEvent]) -> AsyncIterator[bytes]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from streamrag.answer.events import Error
 from streamrag.kb import list_knowledge_bases
-from streamrag.server.errors import ApiError
+from streamrag.server.errors import ApiError, failed_run
 from streamrag.server.openai_api import ChatCompletionRequest, completion, completion_chunks
 from streamrag.server.service import ServiceDep
 from streamrag.server.sse import EventStream
@@ -37,7 +37,7 @@ async def chat_completions(
     events = await service.finished(run)
     error = next((e for e in events if isinstance(e, Error)), None)
     if error is not None:
-        raise ApiError(502, error.code, error.message)
+        raise failed_run(error)
     return completion(events, request.model)
 
 

@@ -27,6 +27,12 @@ async def healthz(service: ServiceDep) -> dict[str, Any]:
     return {"status": "ok", "active_runs": service.runs.active}
 
 
+@router.head("/healthz")
+async def healthz_head() -> Response:
+    """Liveness for load balancers that probe with HEAD."""
+    return Response()
+
+
 @router.get("/v1/info")
 async def info(service: ServiceDep) -> dict[str, Any]:
     """The version, the default knowledge base, the configured models and how often a quiet

@@ -51,7 +51,9 @@ async def rename_session(
 
 @router.delete("/v1/sessions/{session_id}")
 async def delete_session(session_id: str, service: ServiceDep) -> dict[str, Any]:
-    """Delete a conversation and its run records."""
+    """Delete a conversation and its run records; its runs still answering are cancelled
+    first."""
     await _existing(service, session_id)
+    await service.runs.cancel_session(session_id)
     deleted = await asyncio.to_thread(service.history.delete_session, session_id)
     return {"session_id": session_id, "deleted_runs": deleted}

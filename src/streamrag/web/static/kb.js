@@ -79,9 +79,9 @@ export class KnowledgeBasePanel {
 
   async search(query) {
     if (!query) return;
-    let hits;
+    let hits, degraded;
     try {
-      hits = await getJSON(`/v1/kbs/${encodeURIComponent(this.kb)}/search`, { method: "POST", json: { query, k: 10 } });
+      ({ hits, degraded } = await getJSON(`/v1/kbs/${encodeURIComponent(this.kb)}/search`, { method: "POST", json: { query, k: 10 } }));
     } catch (error) {
       this.hits.replaceChildren(el("li", { class: "error", role: "alert" }, error.message));
       return;
@@ -100,6 +100,7 @@ export class KnowledgeBasePanel {
             ))
         : [el("li", { class: "muted" }, t("noHits"))]),
     );
+    if (degraded) this.hits.prepend(el("li", { class: "muted", role: "status" }, t("degraded")));
   }
 }
 

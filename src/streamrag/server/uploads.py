@@ -1,0 +1,81 @@
+"""Uploaded files: where they are stored and what their documents are called.
+
+An upload is stored as ``<home>/uploads/<kb>/<upload id>/<cleaned name>``. The upload id is a
+hash of the exact name the client gave, so two different names never share a file (however
+alike they look once cleaned), and the same name uploaded again replaces its file. The
+documents of an upload get an opaque id (``upload-<upload id>``) and the given name as their
+source: no server path reaches a client, and no client string ever becomes a path — a file
+is only ever found again from a name through its hash, and only removed after its resolved
+path is checked to be inside the knowledge base's own upload folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from pathlib import Path
+
+from starlette.datastructures import UploadFile
+
+from streamrag.ingest.loaders import Origin
+
+_UNSAFE = re.compile(r"[^\w.\- ()\[\]+,@]")
+
+
+def clean_name(filename: str) -> str:
+    """A file name that is one harmless path component, keeping letters of any script."""
+    name = unicodedata.normalize("NFC", filename.replace("\\", "/").rsplit("/", 1)[-1])
+    name = _UNSAFE.sub("_", "".join(c for c in name if c.isprintable())).strip(" .")
+    stem, suffix = os.path.splitext(name)
+    return (stem[:100] or "upload") + suffix[:16]
+
+
+def upload_id(filename: str) -> str:
+    """The opaque id of an upload: a hash of the exact name it was given."""
+    return hashlib.sha256(filename.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+class UploadFolder:
+    """One knowledge base's uploaded files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()  # resolved like the paths the ingest reads
+
+    def save(self, files: list[UploadFile]) -> dict[Path, Origin]:
+        """Store the uploads (each written whole, then renamed into place) and say what
+        their documents are recorded as."""
+        origins: dict[Path, Origin] = {}
+        for file in files:
+            given = file.filename or ""
+            name = clean_name(given)
+            folder = self._folder(given)
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as part:
+                file.file.seek(0)
+                shutil.copyfileobj(file.file, part)
+            target = folder / name
+            os.replace(part.name, target)
+            origins[target] = Origin(f"upload-{upload_id(given)}", given, Path(name).stem)
+        return origins
+
+    def discard(self, filename: str) -> bool:
+        """Remove the stored file of the upload named ``filename``; False if there is none."""
+        folder = self._folder(filename)
+        if not folder.is_dir():
+            return False
+        shutil.rmtree(folder)
+        return True
+
+    def drop(self) -> None:
+        """Remove every upload of the knowledge base."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _folder(self, filename: str) -> Path:
+        folder = (self.root / upload_id(filename)).resolve()
+        if folder.parent != self.root:  # cannot happen with a hex id; checked all the same
+            raise ValueError(f"upload folder {folder} is outside {self.root}")
+        return folder
