@@ -152,8 +152,10 @@ class Service:
         run event log and ended by ``done`` (built from the record of a run whose own
         ``done`` was never logged: an interrupted one). Nothing left to send: 204."""
         run = self.runs.get(run_id)
-        if run is not None:
+        if run is not None and not (run.finished and after >= len(run.events) - 1):
             return self.follow(run, after)
+        if run is not None:
+            return Response(status_code=204, headers={"X-Run-Id": run_id})
         record = await asyncio.to_thread(self.history.get_run, run_id)
         if record is None:
             raise ApiError(404, "run_not_found", f"no run {run_id!r} is recorded")
