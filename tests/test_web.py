@@ -384,3 +384,27 @@ def test_the_bundled_model_answers_in_the_page(
         page.screenshot(path=ARTIFACTS / "web-answer-bundled-model.png", full_page=True)
         record = httpx.get(f"{client.base_url}/v1/runs").json()[-1]
         assert record["finish_reason"] in ("stop", "length") and record["timings"]["ttft_ms"] > 0
+
+
+def test_a_plain_event_source_gets_one_answer_and_stops(
+    server_settings: Settings, browser: Browser, errors: list[str]
+) -> None:
+    """Browser code usually leaves an EventSource open: after ``done`` the server closes, the
+    browser reconnects with Last-Event-ID and must be told to stop, not answered again."""
+    with serving(server_settings, ScriptedLLM(["七天", "内"])) as client:
+        page = open_page(browser, str(client.base_url), errors)
+        page.evaluate(
+            """() => {
+              window.received = [];
+              const source = new EventSource("/v1/chat/stream?q=" + encodeURIComponent("退货"));
+              window.source = source;
+              source.addEventListener("done", (event) => window.received.push(event.data));
+              source.addEventListener("token", (event) => window.received.push(event.data));
+            }"""
+        )
+        page.wait_for_function("() => window.received.length >= 3")
+        page.wait_for_function("() => window.source.readyState === 2", timeout=15_000)  # CLOSED
+        time.sleep(1)
+        assert len(page.evaluate("window.received")) == 3, "the answer came once"
+        assert len(client.get("/v1/runs").json()) == 1, "the reconnect started no run"
+        assert len(client.get("/v1/sessions").json()) == 1
