@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from serve_load import free_port, rss_kb, wait_http  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "bench"
+FIRST_TOKEN_MS = 50  # the mock model's own time to first token, taken off the TTFT
 DOCS = ROOT / "src" / "streamrag" / "sample" / "docs"
 
 
@@ -75,11 +76,35 @@ def poll(client: httpx.Client, url: str, stop: threading.Event, out: list[float]
         time.sleep(0.02)
 
 
+def ttft_and_search(client: httpx.Client, rounds: int) -> tuple[list[float], list[float]]:
+    """Milliseconds to the first token of answers in kb "shop" and of searches in it."""
+    ttfts: list[float] = []
+    searches: list[float] = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with client.stream("POST", "/v1/chat/stream", json={"question": "退货政策是什么？"}) as r:
+            for line in r.iter_lines():
+                if line == "event: token":
+                    ttfts.append((time.perf_counter() - started) * 1000 - FIRST_TOKEN_MS)
+                    break
+        started = time.perf_counter()
+        client.post("/v1/kbs/shop/search", json={"query": "退货 运费"}).raise_for_status()
+        searches.append((time.perf_counter() - started) * 1000)
+    return ttfts, searches
+
+
+def summary(values: list[float]) -> str:
+    return f"p50 {statistics.median(values):.1f} ms, p90 {percentile(values, 0.9):.1f} ms"
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="streamrag-hostile-"))
     mock_port, port = free_port(), free_port()
     mock = subprocess.Popen(
-        [sys.executable, str(SHARED / "mockllm.py"), "--port", str(mock_port), "--tokens", "50"],
+        [
+            *(sys.executable, str(SHARED / "mockllm.py"), "--port", str(mock_port)),
+            *("--tokens", "20", "--first-token-ms", str(FIRST_TOKEN_MS), "--inter-token-ms", "5"),
+        ],
         stdout=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{mock_port}/v1"
@@ -139,6 +164,35 @@ def main() -> None:
                     f"  /healthz {name}: p50 {statistics.median(values):.1f} ms, "
                     f"p99 {percentile(values, 0.99):.1f} ms, max {max(values):.1f} ms "
                     f"({len(values)} requests)"
+                )
+
+            idle_ttft, idle_search = ttft_and_search(client, 20)
+            upload = big_text(4)
+            uploads = [
+                threading.Thread(
+                    target=client.post,
+                    args=("/v1/kbs/queue/documents",),
+                    kwargs={"files": {"files": (f"u{i}.txt", upload + str(i).encode())}},
+                )
+                for i in range(8)
+            ]
+            for thread in uploads:
+                thread.start()
+            time.sleep(1)
+            busy_ttft, busy_search = ttft_and_search(client, 20)
+            queued = sum(thread.is_alive() for thread in uploads)
+            for thread in uploads:
+                thread.join()
+            print(f"8 concurrent uploads of {len(upload) / 1e6:.1f} MB into another kb")
+            print(f"  ({queued} still running when the measurement ended):")
+            for what, idle_values, busy_values in (
+                ("chat TTFT overhead", idle_ttft, busy_ttft),
+                ("search", idle_search, busy_search),
+            ):
+                ratio = statistics.median(busy_values) / statistics.median(idle_values)
+                print(
+                    f"  {what}: idle {summary(idle_values)}; during {summary(busy_values)}"
+                    f" ({ratio:.2f}x at p50)"
                 )
 
             before, before_tree = rss_kb(server.pid) / 1024, tree_rss_mb(server.pid)

@@ -322,16 +322,27 @@ def test_the_non_streaming_and_plain_text_fallbacks(server_settings: Settings) -
 def test_bad_openai_requests(server_settings: Settings) -> None:
     with serving(server_settings, ScriptedLLM(["x"])) as client:
         empty = client.post("/v1/chat/completions", json={"model": "shop", "messages": []})
-        assistant_last = client.post(
+        no_question = client.post(
             "/v1/chat/completions",
             json={"model": "shop", "messages": [{"role": "assistant", "content": "hi"}]},
         )
+        blank = [{"role": "user", "content": "hi"}, {"role": "user", "content": " \u3000"}]
+        tool_after = [
+            {"role": "user", "content": "可以退货吗？"},
+            {"role": "tool", "content": "{}"},
+        ]
+        answered = [
+            client.post("/v1/chat/completions", json={"model": "shop", "messages": messages})
+            for messages in (blank, tool_after)
+        ]
         unknown = client.post(
             "/v1/chat/completions",
             json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]},
         )
     assert empty.status_code == 422
-    assert assistant_last.status_code == 422 and "last message" in assistant_last.text
+    assert no_question.status_code == 422 and "no user message with text" in no_question.text
+    # the question is the last user message with text, whatever follows it
+    assert [r.status_code for r in answered] == [200, 200]
     assert unknown.status_code == 404 and "'nope'" in unknown.text
 
 

@@ -16,7 +16,8 @@ import hashlib
 import importlib
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,43 @@ def bundled_model(cache_dir: Path, name: str = DEFAULT_MODEL) -> Path:
     return target
 
 
+_LOADING = threading.Lock()
+
+
+def _has_amx() -> bool:
+    try:
+        return "amx_int8" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+@contextmanager
+def _plain_cpu_buffers() -> Iterator[None]:
+    """On a CPU with AMX (Sapphire Rapids and later), load a model without llama.cpp's extra
+    buffer types: its AMX weight repacking makes the first chat completion segfault
+    (ggml-org/llama.cpp#20824; dspy turned it off the same way, stanfordnlp/dspy#10079).
+    ``Llama()`` has no parameter for it, so its default model parameters are swapped while
+    it loads (under a lock: models load one at a time)."""
+    with _LOADING:
+        if not _has_amx():
+            yield
+            return
+        import llama_cpp.llama_cpp as bindings
+
+        defaults = bindings.llama_model_default_params
+
+        def without_extra_buffer_types() -> Any:
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+
+        bindings.llama_model_default_params = without_extra_buffer_types
+        try:
+            yield
+        finally:
+            bindings.llama_model_default_params = defaults
+
+
 class LocalLlama:
     """A GGUF chat model in this process, loaded once; one generation at a time."""
 
@@ -108,12 +146,13 @@ class LocalLlama:
         from llama_cpp import Llama
 
         self.model_path = model_path
-        self._llama: Any = Llama(
-            model_path=str(model_path),
-            n_threads=n_threads or os.cpu_count() or 1,
-            n_ctx=n_ctx,
-            verbose=False,
-        )
+        with _plain_cpu_buffers():
+            self._llama: Any = Llama(
+                model_path=str(model_path),
+                n_threads=n_threads or os.cpu_count() or 1,
+                n_ctx=n_ctx,
+                verbose=False,
+            )
         self._lock = threading.Lock()
 
     @property

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -33,23 +33,20 @@ from streamrag.server.errors import (
 )
 from streamrag.server.limits import BodyLimit
 from streamrag.server.observe import RequestLog
+from streamrag.server.openapi import complete_openapi
 from streamrag.server.routes import chat, kbs, openai, ops, sessions, web
 from streamrag.server.service import Service, ServiceDep
 
 _bearer = HTTPBearer(auto_error=False, description="One of STREAMRAG_API_KEYS, if set.")
-# the page's and the docs' assets are mounts: no dependency
-_PUBLIC_PATHS = frozenset({"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 async def require_key(
-    request: Request,
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """With API keys configured, every route but /healthz and the page needs one as a
-    Bearer token."""
+    """With API keys configured, a route that carries data needs one as a Bearer token."""
     keys = service.settings.api_keys
-    if not keys or request.url.path in _PUBLIC_PATHS:
+    if not keys:
         return
     if credentials is None or not any(
         secrets.compare_digest(credentials.credentials, key) for key in keys
@@ -73,7 +70,6 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
         summary="Answers over your own documents, streamed with their sources.",
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(require_key)],
     )
     app.state.service = service
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_kb * 1024)
@@ -90,7 +86,10 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
     app.add_exception_handler(RequestValidationError, validation_response)
     app.add_exception_handler(StarletteHTTPException, http_error_response)
     app.add_exception_handler(Exception, internal_error_response)
-    for module in (chat, openai, sessions, kbs, ops, web):
-        app.include_router(module.router)
+    for module in (chat, openai, sessions, kbs, ops):
+        app.include_router(module.router, dependencies=[Depends(require_key)])
+    app.include_router(ops.public)  # health: no key, no data
+    app.include_router(web.router)  # the page: no key, no data
+    complete_openapi(app)
     app.mount("/static", web.assets, name="static")
     return app

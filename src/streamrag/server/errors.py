@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from streamrag.answer.events import Error
 from streamrag.errors import DocumentNotFound, InvalidName, KnowledgeBaseNotFound, StreamragError
@@ -62,12 +63,27 @@ async def internal_error_response(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": {"code": "internal_error", "message": message}}, 500)
 
 
-async def http_error_response(_: Request, exc: Exception) -> JSONResponse:
-    """Unknown routes, wrong methods and the like, in the same shape."""
+async def http_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """Unknown routes, wrong methods and the like, in the same shape. A wrong method's
+    ``Allow`` names every method of the path (Starlette's names only the first route's)."""
     assert isinstance(exc, StarletteHTTPException)
     code = _snake(HTTPStatus(exc.status_code).phrase.replace(" ", ""))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
     return JSONResponse(
         {"error": {"code": code, "message": str(exc.detail)}},
         status_code=exc.status_code,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    routes = request.app.router.routes
+    return {
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    }

@@ -10,54 +10,93 @@ on the completion), so OpenAI clients work unchanged and can still show them.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from streamrag.answer.events import Citation, Done, Error, Event, Sources, Token, Usage
 from streamrag.history.base import Turn
+from streamrag.server.schemas import Body, KbName
 from streamrag.server.sse import PING, sse_message
 
 FINISH = {"length": "length"}  # OpenAI's finish_reason for ours; anything else ends as "stop"
 
 
-class ChatMessageIn(BaseModel):
+class ChatMessageIn(Body):
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            parts = (p.get("text") for p in self.content if p.get("type") == "text")
+            return "".join(text for text in parts if isinstance(text, str))
         return self.content or ""
 
 
-class StreamOptions(BaseModel):
+# One definition of "has text" for the schema (ECMA regex) and the code (Python re): the
+# union of what each calls white space.
+_BLANK = "\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_HAS_TEXT = f"[^{_BLANK}]"
+_TEXT = {"type": "string", "pattern": _HAS_TEXT}
+_USER_MESSAGE_WITH_TEXT = {  # the question: what question_and_history needs
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"const": "user"},
+        "content": {
+            "anyOf": [
+                _TEXT,
+                {
+                    "type": "array",
+                    "contains": {
+                        "type": "object",
+                        "required": ["type", "text"],
+                        "properties": {"type": {"const": "text"}, "text": _TEXT},
+                    },
+                },
+            ]
+        },
+    },
+}
+
+
+class StreamOptions(Body):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(Body):
     """The OpenAI chat completions request; ``model`` is the knowledge base."""
 
-    model: str = Field(description="Knowledge base name ('default' for the configured one).")
-    messages: list[ChatMessageIn] = Field(min_length=1, max_length=200)
+    model: KbName = Field(description="Knowledge base name ('default' for the configured one).")
+    messages: list[ChatMessageIn] = Field(
+        min_length=1,
+        max_length=200,
+        description="The conversation; its last user message with text is the question.",
+        json_schema_extra={"contains": _USER_MESSAGE_WITH_TEXT},
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
 
     def question_and_history(self) -> tuple[str, list[Turn]]:
-        """The last user message, and the earlier user/assistant exchanges."""
+        """The last user message with text, and the user/assistant exchanges before it."""
+        asked = [
+            i
+            for i, m in enumerate(self.messages)
+            if m.role == "user" and re.search(_HAS_TEXT, m.text())
+        ]
+        if not asked:
+            raise ValueError("no user message with text: there is no question")
         turns: list[Turn] = []
-        for message in self.messages[:-1]:
+        for message in self.messages[: asked[-1]]:
             if message.role == "user":
                 turns.append(Turn(message.text()))
             elif message.role == "assistant" and turns and not turns[-1].answer:
                 turns[-1] = Turn(turns[-1].question, message.text())
-        last = self.messages[-1]
-        if last.role != "user" or not last.text().strip():
-            raise ValueError("the last message must be a non-empty user message")
-        return last.text(), turns
+        return self.messages[asked[-1]].text(), turns
 
 
 def _chunk(run_id: str, model: str, created: int, **fields: Any) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from streamrag.answer.events import Source
 from streamrag.history.base import RunRecord
-from streamrag.kb import KB_NAME_PATTERN
 from streamrag.rag import Answer
 from streamrag.server.errors import ApiError, failed_run
 from streamrag.server.live import LiveRun
-from streamrag.server.schemas import ID_PATTERN, ChatRequest
+from streamrag.server.openapi import errors, run_stream
+from streamrag.server.schemas import ID_PATTERN, ChatRequest, KbName
 from streamrag.server.service import Service, ServiceDep
 from streamrag.server.sse import HEADERS, EventStream, parse_event_id, plain_text
 
@@ -33,7 +33,12 @@ async def _start(service: Service, request: ChatRequest) -> LiveRun:
     )
 
 
-@router.post("/v1/chat/stream", tags=["chat"], response_class=EventStream)
+@router.post(
+    "/v1/chat/stream",
+    tags=["chat"],
+    response_class=EventStream,
+    responses={**run_stream("The run's events, as they happen."), **errors(404, 413)},
+)
 async def chat_stream(request: ChatRequest, service: ServiceDep) -> EventStream:
     """Answer a question as server-sent events: one message per engine event, with
     ``id: <run_id>:<seq>``, ``event: <type>`` and ``data: <json>``."""
@@ -45,13 +50,17 @@ async def chat_stream(request: ChatRequest, service: ServiceDep) -> EventStream:
     tags=["chat"],
     response_class=EventStream,
     response_model=None,
-    responses={204: {"description": "A reconnect to a run with nothing left to send."}},
+    responses={
+        **run_stream("The run's events, as they happen."),
+        204: {"description": "A reconnect to a run with nothing left to send."},
+        **errors(404, 413),
+    },
 )
 async def chat_stream_get(
     service: ServiceDep,
     q: Annotated[str, Query(min_length=1, description="The question.")],
     session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    kb: Annotated[str | None, Query(pattern=KB_NAME_PATTERN)] = None,
+    kb: Annotated[KbName | None, Query()] = None,
     top_k: Annotated[int | None, Query(ge=1, le=50)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventStream | Response:
@@ -67,7 +76,7 @@ async def chat_stream_get(
     return service.follow(await _start(service, request))
 
 
-@router.post("/v1/chat", tags=["chat"])
+@router.post("/v1/chat", tags=["chat"], responses=errors(404, 413, 502))
 async def chat(request: ChatRequest, service: ServiceDep) -> dict[str, Any]:
     """The whole answer as one JSON object (the non-streaming fallback). A run that failed
     is a 502 with the error of the run, as for ``/v1/chat/completions``."""
@@ -77,12 +86,17 @@ async def chat(request: ChatRequest, service: ServiceDep) -> dict[str, Any]:
     return asdict(answer)
 
 
-@router.get("/v1/chat/text", tags=["chat"], response_class=PlainTextResponse)
+@router.get(
+    "/v1/chat/text",
+    tags=["chat"],
+    response_class=PlainTextResponse,
+    responses=errors(404, 413),
+)
 async def chat_text(
     service: ServiceDep,
     q: Annotated[str, Query(min_length=1, description="The question.")],
     session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    kb: Annotated[str | None, Query(pattern=KB_NAME_PATTERN)] = None,
+    kb: Annotated[KbName | None, Query()] = None,
 ) -> StreamingResponse:
     """The answer as plain chunked text (for curl), then its numbered sources."""
     run = await service.start(q, kb=kb, session_id=session_id)
@@ -98,7 +112,11 @@ async def chat_text(
     tags=["runs"],
     response_class=EventStream,
     response_model=None,
-    responses={204: {"description": "Nothing after that event: the run has ended."}},
+    responses={
+        **run_stream("The run's events after the one given, then live ones."),
+        204: {"description": "Nothing after that event: the run has ended."},
+        **errors(404),
+    },
 )
 async def run_events(
     run_id: str,
@@ -117,7 +135,7 @@ async def run_events(
     return await service.resume(run_id, resume_from)
 
 
-@router.post("/v1/runs/{run_id}/cancel", tags=["runs"])
+@router.post("/v1/runs/{run_id}/cancel", tags=["runs"], responses=errors(404))
 async def cancel_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
     """Stop a run now; its partial answer is recorded with finish_reason cancelled."""
     run = service.runs.get(run_id)
@@ -146,13 +164,13 @@ async def _record(service: Service, run_id: str) -> RunRecord:
     return record
 
 
-@router.get("/v1/runs/{run_id}", tags=["runs"])
+@router.get("/v1/runs/{run_id}", tags=["runs"], responses=errors(404))
 async def show_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
     """One run's record."""
     return (await _record(service, run_id)).to_dict()
 
 
-@router.get("/v1/runs/{run_id}/sources", tags=["runs"])
+@router.get("/v1/runs/{run_id}/sources", tags=["runs"], responses=errors(404))
 async def run_sources(run_id: str, service: ServiceDep) -> list[dict[str, Any]]:
     """The numbered sources a recorded run retrieved, read back from its knowledge base
     (``score`` is not recorded: null). A chunk no longer stored — its document changed or

@@ -23,17 +23,17 @@ from starlette.exceptions import HTTPException
 
 from streamrag.ingest.loaders import LOADERS
 from streamrag.ingest.pipeline import IngestEvent, IngestReport
-from streamrag.kb import KB_NAME_PATTERN, drop_knowledge_base, list_knowledge_bases
+from streamrag.kb import drop_knowledge_base, list_knowledge_bases
 from streamrag.server.errors import ApiError
-from streamrag.server.schemas import SearchRequest
+from streamrag.server.openapi import INGEST_EVENTS, errors, event_stream
+from streamrag.server.schemas import KbName, SearchRequest
 from streamrag.server.service import ServiceDep
 from streamrag.server.sse import EventStream, sse_message
 
 router = APIRouter(tags=["knowledge bases"])
 
-KbName = Annotated[
-    str, Path(pattern=KB_NAME_PATTERN, description="Knowledge base name.", max_length=64)
-]
+KbPath = Annotated[KbName, Path()]
+_SUFFIXES = "|".join(suffix.lstrip(".") for suffix in sorted(LOADERS))
 _MULTIPART = {
     "required": True,
     "content": {
@@ -42,9 +42,27 @@ _MULTIPART = {
                 "type": "object",
                 "required": ["files"],
                 "properties": {
-                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    "files": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string", "format": "binary"},
+                    }
                 },
-            }
+            },
+            "encoding": {
+                "files": {
+                    "headers": {
+                        "Content-Disposition": {
+                            "description": "The file's name; its extension picks the reader.",
+                            "schema": {
+                                "type": "string",
+                                "pattern": rf'filename="[^"]*\.({_SUFFIXES})"',
+                            },
+                            "example": 'form-data; name="files"; filename="notes.md"',
+                        }
+                    }
+                }
+            },
         }
     },
 }
@@ -66,8 +84,8 @@ async def list_kbs(service: ServiceDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.delete("/v1/kbs/{kb}")
-async def drop_kb(kb: KbName, service: ServiceDep) -> dict[str, Any]:
+@router.delete("/v1/kbs/{kb}", responses=errors(404))
+async def drop_kb(kb: KbPath, service: ServiceDep) -> dict[str, Any]:
     """Delete a knowledge base, its documents and its uploaded files."""
 
     def drop() -> None:
@@ -80,16 +98,16 @@ async def drop_kb(kb: KbName, service: ServiceDep) -> dict[str, Any]:
     return {"kb": kb, "dropped": True}
 
 
-@router.get("/v1/kbs/{kb}/documents")
-async def list_documents(kb: KbName, service: ServiceDep) -> list[dict[str, Any]]:
+@router.get("/v1/kbs/{kb}/documents", responses=errors(404))
+async def list_documents(kb: KbPath, service: ServiceDep) -> list[dict[str, Any]]:
     """The documents of a knowledge base."""
     rag = await asyncio.to_thread(service.rag, kb)
     documents = await asyncio.to_thread(rag.kb.documents)
     return [asdict(document) for document in documents]
 
 
-@router.delete("/v1/kbs/{kb}/documents/{doc_id:path}")
-async def delete_document(kb: KbName, doc_id: str, service: ServiceDep) -> dict[str, Any]:
+@router.delete("/v1/kbs/{kb}/documents/{doc_id:path}", responses=errors(404))
+async def delete_document(kb: KbPath, doc_id: str, service: ServiceDep) -> dict[str, Any]:
     """Remove a document by its id; the uploaded file it came from goes with the last of
     that file's documents."""
     rag = await asyncio.to_thread(service.rag, kb)
@@ -107,8 +125,8 @@ async def delete_document(kb: KbName, doc_id: str, service: ServiceDep) -> dict[
     return {"kb": kb, "doc_id": doc_id, "removed": removed}
 
 
-@router.post("/v1/kbs/{kb}/search")
-async def search(kb: KbName, request: SearchRequest, service: ServiceDep) -> dict[str, Any]:
+@router.post("/v1/kbs/{kb}/search", responses=errors(404))
+async def search(kb: KbPath, request: SearchRequest, service: ServiceDep) -> dict[str, Any]:
     """The best chunks for a query (hybrid, vector or BM25) as ``hits``; ``degraded`` says
     why a hybrid search ranked by BM25 alone (the query could not be embedded), else null."""
     rag = await asyncio.to_thread(service.rag, kb)
@@ -122,9 +140,18 @@ async def search(kb: KbName, request: SearchRequest, service: ServiceDep) -> dic
     openapi_extra={"requestBody": _MULTIPART},
     response_class=EventStream,
     response_model=None,
+    responses={
+        **event_stream(
+            "Ingest progress; with ?stream=false, the report as JSON.",
+            INGEST_EVENTS,
+            "The event's number in this upload's stream.",
+            json_component="IngestSummary",
+        ),
+        **errors(411, 415),
+    },
 )
 async def upload(
-    kb: KbName,
+    kb: KbPath,
     request: Request,
     service: ServiceDep,
     stream: Annotated[bool, Query(description="Progress as SSE; false: the report.")] = True,

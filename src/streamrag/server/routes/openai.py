@@ -11,13 +11,26 @@ from streamrag.answer.events import Error
 from streamrag.kb import list_knowledge_bases
 from streamrag.server.errors import ApiError, failed_run
 from streamrag.server.openai_api import ChatCompletionRequest, completion, completion_chunks
+from streamrag.server.openapi import COMPLETION_EVENTS, errors, event_stream
 from streamrag.server.service import ServiceDep
 from streamrag.server.sse import EventStream
 
 router = APIRouter(tags=["openai"])
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={
+        **event_stream(
+            "The completion; with stream=true, its chunks as server-sent events.",
+            COMPLETION_EVENTS,
+            "",
+            json_component="ChatCompletion",
+        ),
+        **errors(404, 502),
+    },
+)
 async def chat_completions(
     request: ChatCompletionRequest, service: ServiceDep
 ) -> dict[str, Any] | EventStream:

@@ -12,6 +12,7 @@ from streamrag.server.metrics import CONTENT_TYPE_LATEST
 from streamrag.server.service import ServiceDep
 
 router = APIRouter(tags=["service"])
+public = APIRouter(tags=["service"])  # no API key: load balancers probe it
 
 
 @router.get("/metrics", response_class=Response)
@@ -21,13 +22,13 @@ async def prometheus_metrics(service: ServiceDep) -> Response:
     return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/healthz")
+@public.get("/healthz")
 async def healthz(service: ServiceDep) -> dict[str, Any]:
     """Liveness; needs no API key."""
     return {"status": "ok", "active_runs": service.runs.active}
 
 
-@router.head("/healthz")
+@public.head("/healthz", response_class=Response, responses={200: {"content": {}}})
 async def healthz_head() -> Response:
     """Liveness for load balancers that probe with HEAD."""
     return Response()

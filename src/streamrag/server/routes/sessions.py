@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from streamrag.history.base import SessionInfo
 from streamrag.server.errors import ApiError
+from streamrag.server.openapi import errors
 from streamrag.server.schemas import SessionChange
 from streamrag.server.service import Service, ServiceDep
 
@@ -31,7 +32,7 @@ async def list_sessions(
     return [session.to_dict() for session in sessions]
 
 
-@router.get("/v1/sessions/{session_id}")
+@router.get("/v1/sessions/{session_id}", responses=errors(404))
 async def show_session(session_id: str, service: ServiceDep) -> dict[str, Any]:
     """A conversation and its runs, oldest first."""
     session = await _existing(service, session_id)
@@ -39,7 +40,7 @@ async def show_session(session_id: str, service: ServiceDep) -> dict[str, Any]:
     return {**session.to_dict(), "history": [record.to_dict() for record in records]}
 
 
-@router.patch("/v1/sessions/{session_id}")
+@router.patch("/v1/sessions/{session_id}", responses=errors(404))
 async def rename_session(
     session_id: str, change: SessionChange, service: ServiceDep
 ) -> dict[str, Any]:
@@ -49,7 +50,7 @@ async def rename_session(
     return await show_session(session_id, service)
 
 
-@router.delete("/v1/sessions/{session_id}")
+@router.delete("/v1/sessions/{session_id}", responses=errors(404))
 async def delete_session(session_id: str, service: ServiceDep) -> dict[str, Any]:
     """Delete a conversation and its run records; its runs still answering are cancelled
     first."""
