@@ -79,6 +79,9 @@ def test_the_served_surfaces_stream_the_bundled_models_answer(
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert len(text.strip()) > 5
 
+        completion = sdk.completions.create(model="sample", prompt=question, max_tokens=40)
+        assert completion.choices[0].text.strip() and completion.model_extra["sources"]
+
         answer = Client(str(client.base_url)).ask(question)
         assert answer.text.strip() and answer.sources
         assert answer.finish_reason in ("stop", "length")

@@ -46,10 +46,13 @@ def runs(env: dict[str, str]) -> list[tuple[str, str, str, str]]:
         ).fetchall()
 
 
-def test_ask_streams_the_answer_then_the_numbered_sources(env: dict[str, str]) -> None:
+def test_ask_streams_the_answer_then_the_numbered_sources(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     result = subprocess.run(
         [*STREAMRAG, "ask", "退货要几天？", "--kb", "shop", "--session", "s1"],
-        env=env,
+        env={**env, "COLUMNS": "40"},  # narrow, and no terminal: a source line stays whole
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
@@ -57,9 +60,12 @@ def test_ask_streams_the_answer_then_the_numbered_sources(env: dict[str, str]) -
     assert result.returncode == 0, result.stderr
     answer, _, sources = result.stdout.partition("来源")
     assert answer.strip().startswith("the quick brown fox")
-    lines = [line for line in sources.splitlines() if line.strip()]
+    legend, *lines = [line for line in sources.splitlines() if line.strip()]
+    assert legend.strip() == "● 回答中引用，○ 未引用"
     assert [line.split("]")[0].split("[")[1] for line in lines] == ["1", "2", "3", "4", "5"]
-    assert "returns-policy.md" in sources
+    assert all(line.startswith((" ● [", " ○ [")) for line in lines)
+    # short sources, not the absolute path of the installed package's sample folder
+    assert "docs/returns-policy.md" in sources and str(DOCS) not in sources
     assert "finish stop" in result.stderr and "first token" in result.stderr
     [(session, question, finish, recorded)] = runs(env)
     assert (session, question, finish) == ("s1", "退货要几天？", "stop")

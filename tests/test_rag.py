@@ -87,5 +87,6 @@ def test_without_arguments_the_configuration_comes_from_the_environment(
     with RAG(llm=ScriptedLLM(["ok"])) as rag:
         assert rag.kb.name == "handbook" and rag.settings.home == settings.home
         assert (rag.engine.settings.top_k, rag.engine.settings.condense) == (2, "off")
-    assert (settings.home / "kb" / "handbook.sqlite").is_file()
+        assert (settings.home / "kb" / "handbook.sqlite").is_file()
+    assert not (settings.home / "kb" / "handbook.sqlite").exists()  # created, left empty
     assert (settings.home / "history.sqlite").is_file()

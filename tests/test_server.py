@@ -80,6 +80,20 @@ def test_get_for_event_source_and_the_recorded_run(server_settings: Settings) ->
         ] == [run_id]
 
 
+def test_runs_are_listed_newest_first_a_page_at_a_time(server_settings: Settings) -> None:
+    with serving(server_settings, ScriptedLLM(["ok"])) as client:
+        asked = [
+            client.post("/v1/chat", json={"question": f"问题 {i}"}).json()["run_id"]
+            for i in range(5)
+        ]
+        first = client.get("/v1/runs", params={"limit": 2}).json()
+        second = client.get("/v1/runs", params={"limit": 2, "before": first[-1]["run_id"]}).json()
+        rest = client.get("/v1/runs", params={"limit": 9, "before": second[-1]["run_id"]}).json()
+    newest_first = asked[::-1]
+    assert [r["run_id"] for r in first + second + rest] == newest_first
+    assert [r["question"] for r in first] == ["问题 4", "问题 3"]
+
+
 def test_resuming_from_random_cut_points_loses_and_repeats_nothing(
     server_settings: Settings,
 ) -> None:
@@ -258,6 +272,36 @@ def test_the_official_openai_sdk_streams_with_sources_and_usage(server_settings:
     assert whole.choices[0].message.content == "七天内可以退货[1]。"
     assert whole.model_extra["sources"] and whole.model_extra["citations"][0]["number"] == 1
     assert whole.usage.prompt_tokens == 42
+
+
+def test_the_openai_sdk_completions_endpoint_takes_the_prompt_as_the_question(
+    server_settings: Settings,
+) -> None:
+    """/v1/completions, which LlamaIndex's OpenAILike calls unless is_chat_model=True."""
+    import openai
+
+    llm = ScriptedLLM(["七天内", "可以退货", "[1]。"])
+    with serving(server_settings, llm) as client:
+        sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="unused")
+        chunks = list(
+            sdk.completions.create(
+                model="shop",
+                prompt="可以退货吗？",
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        whole = sdk.completions.create(model="shop", prompt="可以退货吗？")
+        blank = client.post("/v1/completions", json={"model": "shop", "prompt": " \n"})
+    assert "可以退货吗？" in [m["content"] for m in llm.messages if m["role"] == "user"][-1]
+    assert {c.object for c in chunks} == {"text_completion"} and chunks[0].id.startswith("cmpl-")
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "七天内可以退货[1]。"
+    assert chunks[0].model_extra["sources"][0]["number"] == 1
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens == 3
+    assert whole.object == "text_completion" and whole.choices[0].text == "七天内可以退货[1]。"
+    assert whole.model_extra["citations"][0]["number"] == 1
+    assert blank.status_code == 422
 
 
 def test_openai_history_condenses_the_follow_up(server_settings: Settings) -> None:

@@ -181,7 +181,7 @@ def test_failed_runs_agree_on_502_and_openai_streams_end_with_an_error(
         data = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
         assert json.loads(data[-1])["error"]["code"] == "upstream_disconnected"
         assert "[DONE]" not in data and '"finish_reason":"error"' not in streamed.text
-        first = client.get("/v1/runs").json()[0]
+        first = client.get("/v1/runs").json()[-1]  # newest first: the oldest is last
         assert first["answer"] == "七天内" and first["usage"]["completion_tokens"] == 2
 
 

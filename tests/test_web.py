@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from streamrag.config import Settings
+from streamrag.config import Settings, load_settings
+from streamrag.sample import questions
 
 from conftest import ScriptedLLM, serving
 from web_support import ARTIFACTS, CuttableProxy, chromium, open_page
@@ -382,7 +385,7 @@ def test_the_bundled_model_answers_in_the_page(
             cite.first.click()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "web-answer-bundled-model.png", full_page=True)
-        record = httpx.get(f"{client.base_url}/v1/runs").json()[-1]
+        record = httpx.get(f"{client.base_url}/v1/runs").json()[0]  # the newest
         assert record["finish_reason"] in ("stop", "length") and record["timings"]["ttft_ms"] > 0
 
 
@@ -408,3 +411,116 @@ def test_a_plain_event_source_gets_one_answer_and_stops(
         assert len(page.evaluate("window.received")) == 3, "the answer came once"
         assert len(client.get("/v1/runs").json()) == 1, "the reconnect started no run"
         assert len(client.get("/v1/sessions").json()) == 1
+
+
+def test_after_the_demo_the_page_opens_on_its_knowledge_base_and_answers(
+    tmp_path: Path, local_llm, browser: Browser, errors: list[str]
+) -> None:
+    """`streamrag demo`, then the page: no choice to make before a sample question is
+    answered (the configured knowledge base, 'default', does not exist: the page opens on
+    the one that does)."""
+    home = tmp_path / "home"
+    demo = subprocess.run(
+        [sys.executable, "-m", "streamrag", "--home", str(home), "demo", "--limit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert "Next:" in demo.stdout and "streamrag serve" in demo.stdout
+    assert "knowledge base 'demo'" in demo.stdout and "qwen2.5-coder-1.5b" in demo.stdout
+    settings = load_settings(home=home).model_copy(update={"max_tokens": 60})
+    with serving(settings, local_llm) as client:
+        page = open_page(browser, str(client.base_url), errors, locale="zh-CN")
+        expect(page.locator("#kb-select")).to_have_value("demo")
+        ask(page, questions()[0].question)
+        finished(page, timeout=180_000)
+        assert answer_text(page).strip()
+        expect(page.locator(".turn .error")).to_be_hidden()
+        expect(page.locator(".turn .source").first).to_be_visible()
+
+
+def test_a_new_knowledge_base_by_name_and_errors_in_the_pages_language(
+    server_settings: Settings, browser: Browser, errors: list[str]
+) -> None:
+    with serving(server_settings, ScriptedLLM(["好的"])) as client:
+        page = open_page(browser, str(client.base_url), errors, locale="zh-CN")
+        expect(page.locator("#kb-select")).to_have_value("shop")  # the configured one
+        page.once("dialog", lambda dialog: dialog.accept("客服知识库"))
+        page.select_option("#kb-select", "")
+        expect(page.locator("#kb-select")).to_have_value("客服知识库")
+        ask(page, "退货要几天？")
+        error = page.locator(".turn .error")
+        expect(error).to_contain_text("这个知识库还没有文档")
+        assert "streamrag ingest" not in error.inner_text()  # no command-line hint in the page
+
+        page.click("#toggle-kb")
+        page.set_input_files(
+            "#file-input",
+            files=[
+                {
+                    "name": "退货.txt",
+                    "mimeType": "text/plain",
+                    "buffer": "七天内可以退货。".encode(),
+                }
+            ],
+        )
+        expect(page.locator(".upload")).to_have_attribute("data-status", "ingested")
+        expect(page.locator("#documents tbody tr .size")).to_have_text("8 字")
+        assert "客服知识库" in [kb["name"] for kb in client.get("/v1/kbs").json()]
+
+
+def test_an_upload_where_every_file_failed_creates_no_knowledge_base(
+    server_settings: Settings,
+) -> None:
+    with serving(server_settings, ScriptedLLM(["x"])) as client:
+        response = client.post(
+            "/v1/kbs/broken/documents",
+            params={"stream": "false"},
+            files={"files": ("bad.pdf", b"%PDF-1.4 broken")},
+        )
+        kbs = [kb["name"] for kb in client.get("/v1/kbs").json()]
+        models = [model["id"] for model in client.get("/v1/models").json()["data"]]
+    assert response.status_code == 200 and response.json()["failed"][0]["path"] == "bad.pdf"
+    assert "broken" not in kbs and "broken" not in models
+    assert not (server_settings.home / "uploads" / "broken").exists()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_page_works_on_a_phone_sized_screen(
+    width: int, server_settings: Settings, browser: Browser, errors: list[str]
+) -> None:
+    """At 390 px the conversations are behind a ☰ menu; nothing is wider than the screen."""
+    with serving(server_settings, ScriptedLLM(["七天内", "可以退货[1]。"])) as client:
+        client.post("/v1/chat", json={"question": "退货要几天？"})
+        context = browser.new_context(locale="zh-CN", viewport={"width": width, "height": 844})
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(str(client.base_url))
+        page.wait_for_selector("body[data-ready]")
+        menu, sidebar = page.locator("#toggle-sidebar"), page.locator("#sidebar")
+        ask(page, "可以退货吗？")
+        finished(page)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"web-{width}px.png")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        if width > 900:
+            expect(menu).to_be_hidden()
+            expect(sidebar).to_be_visible()
+            return
+        expect(sidebar).to_be_hidden()
+        expect(page.locator("#send")).to_be_visible()
+        menu.click()
+        expect(sidebar).to_be_visible()
+        expect(page.locator(".session")).to_have_count(2)
+        page.wait_for_function(  # slid in
+            "() => getComputedStyle(document.querySelector('#sidebar')).transform === 'none'"
+        )
+        page.screenshot(path=ARTIFACTS / f"web-{width}px-conversations.png")
+        page.locator("#new-chat").click()
+        expect(sidebar).to_be_hidden()
+        expect(page.locator(".turn")).to_have_count(0)
+        menu.click()
+        page.locator(".session .open").last.click()  # the older conversation
+        expect(sidebar).to_be_hidden()
+        expect(page.locator(".turn .question")).to_have_text("退货要几天？")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -32,7 +33,12 @@ from streamrag.answer.prompt import heading, language_of
 from streamrag.config import CONFIG_ENV, Settings, load_settings
 from streamrag.errors import StreamragError
 from streamrag.ingest.pipeline import IngestEvent, IngestReport
-from streamrag.kb import KnowledgeBase, drop_knowledge_base, list_knowledge_bases
+from streamrag.kb import (
+    KnowledgeBase,
+    drop_knowledge_base,
+    knowledge_base_exists,
+    list_knowledge_bases,
+)
 from streamrag.retrieve.retriever import MODES
 from streamrag.store import SearchFilter
 
@@ -55,7 +61,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 KbOption = Annotated[
-    str | None, typer.Option("--kb", help="Knowledge base name [default: 'default'].")
+    str | None, typer.Option("--kb", help="Knowledge base name (default: STREAMRAG_KB or default).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -64,11 +70,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 def root(
     ctx: typer.Context,
     home: Annotated[
-        Path | None, typer.Option("--home", help="Data directory [env: STREAMRAG_HOME].")
+        Path | None, typer.Option("--home", help="Data directory (env: STREAMRAG_HOME).")
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help=f"TOML config file [env: {CONFIG_ENV}].", exists=True),
+        typer.Option("--config", help=f"TOML config file (env: {CONFIG_ENV}).", exists=True),
     ] = None,
     embed_model: Annotated[
         str | None,
@@ -77,6 +83,9 @@ def root(
 ) -> None:
     if config is not None:
         os.environ[CONFIG_ENV] = str(config)
+    # a broken PDF is reported as that file's failure; pypdf's own warnings about it
+    # ("EOF marker not found") would only break the progress bars
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     ctx.obj = {"home": home, "embed_model": embed_model}
 
 
@@ -85,12 +94,15 @@ def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
 
 
 class RateColumn(ProgressColumn):
-    """Items per second of a task."""
+    """Items per second of a task, on average since it started (a burst of files finishing
+    together is not "95,000 files/s")."""
 
     def render(self, task: Task) -> Text:
         unit = task.fields.get("unit", "")
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:6.1f} {unit}/s" if speed else f"     - {unit}/s", style="cyan")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or elapsed < 1 or not task.completed:
+            return Text(f"     - {unit}/s", style="cyan")
+        return Text(f"{task.completed / elapsed:6.1f} {unit}/s", style="cyan")
 
 
 def _progress() -> Progress:
@@ -103,35 +115,53 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        TextColumn("[dim]{task.fields[now]}", markup=True),
         console=err_console,
         transient=False,
     )
 
 
 def run_with_progress(events: Iterator[IngestEvent], *, show: bool = True) -> IngestReport:
-    """Drain ingest events into a report, drawing file and chunk progress bars."""
+    """Drain ingest events into a report, drawing two bars: the files read (naming the one
+    being read) and the chunks embedded, whose total — and so its ETA — is shown once every
+    file has been read. Failed and ignored files are named."""
     with _progress() as progress:
         if not show:
             progress.stop()
-        files = progress.add_task("files", total=None, unit="files")
-        chunks = progress.add_task("chunks", total=0, unit="chunks")
+        files = progress.add_task("files", total=None, unit="files", now="")
+        chunks = progress.add_task("chunks", total=None, unit="chunks", now="")
+        to_read, read, planned = 0, 0, 0
 
         def draw(event: IngestEvent) -> None:
+            nonlocal to_read, read, planned
             if event.kind == "found":
-                progress.update(files, total=event.count)
+                to_read = event.count
+                progress.update(files, total=to_read)
+            elif event.kind == "reading":
+                read += 1
+                progress.update(files, completed=read - 1, now=escape(Path(event.path or "").name))
             elif event.kind == "planned":
-                progress.update(chunks, total=(progress.tasks[chunks].total or 0) + event.count)
+                planned += event.count
             elif event.kind == "embedded":
                 progress.advance(chunks, event.count)
-            elif event.kind == "file" and event.status != "ignored":
-                progress.advance(files)
-                if event.status == "failed" and show:
-                    progress.console.print(
-                        f"[red]failed[/red] {escape(event.path or '')}: "
-                        f"{escape(event.reason or '')}"
-                    )
+            elif event.kind == "file" and event.status == "failed" and show:
+                progress.console.print(
+                    f"[red]failed[/red] {escape(event.path or '')}: {escape(event.reason or '')}",
+                    soft_wrap=True,
+                )
+            elif event.kind == "file" and event.status == "ignored" and show:
+                progress.console.print(
+                    f"[yellow]ignored[/yellow] {escape(event.path or '')} (not a supported type)",
+                    soft_wrap=True,
+                )
+            if read == to_read and event.kind in ("embedded", "file"):  # every file is read
+                progress.update(files, completed=to_read, now="")
+                progress.update(chunks, total=planned)
 
-        return IngestReport.collect(events, draw)
+        report = IngestReport.collect(events, draw)
+        progress.update(files, completed=to_read, now="")
+        progress.update(chunks, total=report.chunks, completed=report.chunks)
+        return report
 
 
 def _fail(message: str) -> typer.Exit:
@@ -178,6 +208,11 @@ def ingest(
             f"{len(report.ignored)} ignored, {report.removed} removed "
             f"in {report.seconds:.1f} s"
         )
+        if not knowledge_base_exists(base.name, settings):
+            err_console.print(
+                f"[yellow]nothing was ingested: knowledge base {escape(repr(base.name))} "
+                "was not created[/yellow]"
+            )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -216,7 +251,9 @@ def search(
         where_text = f" · {c.location}" if c.location else ""
         console.print(
             f"[bold]{hit.rank}.[/bold] [cyan]{hit.score:.4f}[/cyan] "
-            f"[bold]{escape(c.title)}[/bold]{escape(where_text)}  [dim]{escape(c.source)}[/dim]"
+            f"[bold]{escape(c.title)}[/bold]{escape(where_text)}  "
+            f"[dim]{escape(display_source(c.source))}[/dim]",
+            soft_wrap=True,
         )
         snippet = c.text if len(c.text) <= 240 else c.text[:240] + "…"
         console.print(f"   {escape(snippet)}", highlight=False)
@@ -280,10 +317,11 @@ def kb_docs(ctx: typer.Context, kb: KbOption = None, as_json: JsonOption = False
         ]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table("document", "title", "chars", "chunks", "ingested")
+    table = Table("title", "chars", "chunks", "ingested")
+    table.add_column("document id", overflow="fold")  # never cut: kb rm takes it
     for d in docs:
         table.add_row(
-            escape(d.doc_id), escape(d.title), str(d.size), str(d.n_chunks), d.ingested_at
+            escape(d.title), str(d.size), str(d.n_chunks), d.ingested_at[:16], escape(d.doc_id)
         )
     console.print(table)
 
@@ -329,7 +367,7 @@ def eval_retrieval(
     kb: KbOption = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N queries.")] = None,
     modes: Annotated[
-        list[str] | None, typer.Option("--mode", help="Modes to score [default: all].")
+        list[str] | None, typer.Option("--mode", help="Modes to score (default: all).")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -425,6 +463,41 @@ def demo(
             console.print(f"[bold]Q: {escape(sample.question)}[/bold]")
             _print_answer(rag.stream_events(sample.question))
             console.print()
+    console.print(_next_steps(kb), highlight=False, soft_wrap=True)
+
+
+def _next_steps(kb: str) -> str:
+    """What to do after the demo: the page, the terminal chat, your own documents, a
+    stronger model."""
+    serve = "streamrag serve" + ("" if kb == "demo" else f" --kb {kb}")
+    return escape(
+        "Next:\n"
+        f"  {serve}\n"
+        f"      then open http://127.0.0.1:8000 — the page opens on knowledge base {kb!r}\n"
+        f"  streamrag chat --kb {kb}\n"
+        "      chat in the terminal\n"
+        "  streamrag ingest DOCS/ --kb mine\n"
+        "      your own documents (.txt .md .pdf .docx .html .jsonl)\n"
+        "A stronger model:\n"
+        "  pip install 'streamrag[quality]', then STREAMRAG_LLM_MODEL=qwen2.5-coder-1.5b\n"
+        "  or any OpenAI-compatible API: set STREAMRAG_LLM_BASE_URL, STREAMRAG_LLM_MODEL\n"
+        "  and STREAMRAG_LLM_API_KEY, e.g.\n"
+        "      Ollama    http://127.0.0.1:11434/v1  qwen2.5:7b\n"
+        "      DeepSeek  https://api.deepseek.com/v1  deepseek-chat\n"
+        "      Qwen      https://dashscope.aliyuncs.com/compatible-mode/v1  qwen-plus"
+    )
+
+
+def display_source(source: str) -> str:
+    """A document's source as a person wants to read it: a path relative to the current
+    folder when it is inside, else its last two parts (not a long site-packages path)."""
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path(*path.parts[-2:]))
 
 
 def _load_model(rag: RAG) -> str:
@@ -461,18 +534,17 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
         return done
     console.out("")
     cited = {citation.number for citation in done.citations}
+    english = language_of(done.standalone_question or "") == "en"
     if sources:
-        console.print(
-            "[bold]Sources[/bold]"
-            if language_of(done.standalone_question or "") == "en"
-            else "[bold]来源[/bold]"
-        )
+        legend = "● cited, ○ not cited" if english else "● 回答中引用，○ 未引用"
+        console.print(f"[bold]{'Sources' if english else '来源'}[/bold]  [dim]{legend}[/dim]")
     for source in sources:
         mark = "[green]●[/green]" if source.number in cited else "[dim]○[/dim]"
-        console.print(
+        console.print(  # one line per source: a terminal wraps it, a pipe keeps it whole
             f" {mark} [{source.number}] {escape(heading(source))}  "
-            f"[dim]{escape(source.source)}[/dim]",
+            f"[dim]{escape(display_source(source.source))}[/dim]",
             highlight=False,
+            soft_wrap=True,
         )
     timings = done.timings
     parts = [f"finish {done.finish_reason}"]
@@ -569,15 +641,21 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    kb: Annotated[
+        str | None,
+        typer.Option(
+            "--kb", help="Knowledge base when a request names none, and the page's first."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API (SSE, OpenAI-compatible) on HOST:PORT."""
+    """Serve the web page and the HTTP API (SSE, OpenAI-compatible) on HOST:PORT."""
     import uvicorn
 
     from streamrag.server import create_app
     from streamrag.server.observe import configure_logging
 
     with _reported():
-        application = create_app(_settings(ctx))
+        application = create_app(_settings(ctx, **({"kb": kb} if kb else {})))
     configure_logging()
     uvicorn.run(application, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)
 

@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ class KnowledgeBaseInfo:
     chunks: int
     embed_model: str | None
     size_bytes: int
+    updated_at: str  # when it last changed (ISO 8601, UTC)
 
 
 def kb_dir(settings: Settings) -> Path:
@@ -101,6 +103,7 @@ def list_knowledge_bases(settings: Settings | None = None) -> list[KnowledgeBase
         store = SQLiteStore(path)
         try:
             documents, chunks = store.count()
+            stats = [p.stat() for p in path.parent.glob(path.name + "*")]
             infos.append(
                 KnowledgeBaseInfo(
                     name=path.stem,
@@ -108,12 +111,19 @@ def list_knowledge_bases(settings: Settings | None = None) -> list[KnowledgeBase
                     documents=documents,
                     chunks=chunks,
                     embed_model=store.get_meta("embed_model"),
-                    size_bytes=sum(p.stat().st_size for p in path.parent.glob(path.name + "*")),
+                    size_bytes=sum(stat.st_size for stat in stats),
+                    updated_at=datetime.fromtimestamp(
+                        max(stat.st_mtime for stat in stats), UTC
+                    ).isoformat(timespec="seconds"),
                 )
             )
         finally:
             store.close()
     return infos
+
+
+def knowledge_base_exists(name: str, settings: Settings | None = None) -> bool:
+    return kb_path(settings or load_settings(), name).exists()
 
 
 def drop_knowledge_base(name: str, settings: Settings | None = None) -> None:
@@ -144,13 +154,16 @@ class KnowledgeBase:
     ) -> None:
         self.settings = settings or load_settings()
         self.name = name or self.settings.kb
+        self._created = False
         if store is None:
             path = kb_path(self.settings, self.name)
-            if not path.exists() and not create:
-                raise KnowledgeBaseNotFound(
-                    f"no knowledge base named {self.name!r}"
-                    " (create it with 'streamrag ingest PATH --kb NAME')"
-                )
+            if not path.exists():
+                if not create:
+                    raise KnowledgeBaseNotFound(
+                        f"no knowledge base named {self.name!r}"
+                        " (create it with 'streamrag ingest PATH --kb NAME')"
+                    )
+                self._created = True
             path.parent.mkdir(parents=True, exist_ok=True)
             store = SQLiteStore(path)
         self.store = store
@@ -281,7 +294,12 @@ class KnowledgeBase:
         return self.store.delete_documents(doc_ids)
 
     def close(self) -> None:
+        """Close the store. A knowledge base this handle created and left without a document
+        (an ingest where every file failed) is removed again: it never shows up empty."""
+        empty = self._created and self.store.count()[0] == 0
         self.store.close()
+        if empty:
+            drop_knowledge_base(self.name, self.settings)
 
     def __enter__(self) -> KnowledgeBase:
         return self

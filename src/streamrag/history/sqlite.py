@@ -185,9 +185,19 @@ class SQLiteHistory:
         )
         return None if row is None else _run(row)
 
-    def runs(self, session_id: str | None = None, limit: int = 100) -> list[RunRecord]:
-        """The newest ``limit`` runs (of one session, if given), oldest first."""
-        where, params = ("WHERE session_id = ?", [session_id]) if session_id else ("", [])
+    def runs(
+        self, session_id: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[RunRecord]:
+        """The newest ``limit`` runs (of one session, if given; older than run ``before``,
+        if given), oldest first."""
+        conditions, params = [], []
+        if session_id:
+            conditions.append("session_id = ?")
+            params.append(session_id)
+        if before:
+            conditions.append("seq < (SELECT seq FROM runs WHERE run_id = ?)")
+            params.append(before)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._connections.get().execute(
             f"SELECT {_RUN_COLUMNS} FROM (SELECT * FROM runs {where} ORDER BY seq DESC LIMIT ?) "
             "ORDER BY seq",

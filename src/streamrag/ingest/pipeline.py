@@ -32,7 +32,8 @@ CHUNKER_VERSION = "1"
 log = logging.getLogger("streamrag.ingest")
 
 EventKind = Literal[
-    "found",  # count = files to read
+    "found",  # count = files to read (each then "reading")
+    "reading",  # a file is being read: path
     "planned",  # count = chunks to embed for a file just read
     "embedded",  # count = chunks embedded
     "file",  # a file is finished: status says how
@@ -196,7 +197,7 @@ def ingest(
     """
     pipeline = pipeline_fingerprint(chunk_size, chunk_overlap)
     candidates = list(discover(paths, exclude))
-    yield IngestEvent("found", count=sum(1 for _, why in candidates if why != "ignored"))
+    yield IngestEvent("found", count=sum(1 for _, why in candidates if why is None))
     pending = _Pending()
     seen_sources: set[str] = set()
     for path, why in candidates:
@@ -207,6 +208,7 @@ def ingest(
             status: FileStatus = "ignored" if why == "ignored" else "failed"
             yield IngestEvent("file", path=source, status=status, reason=why)
             continue
+        yield IngestEvent("reading", path=source)
         try:
             loaded = _load(path, origin)
         except LoadError as exc:

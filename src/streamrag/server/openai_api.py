@@ -1,10 +1,11 @@
-"""The OpenAI-compatible surface: chat completions (streamed or not) as an adapter over the
-engine's events.
+"""The OpenAI-compatible surface: chat completions and (legacy) completions, streamed or not,
+as an adapter over the engine's events.
 
-``model`` names the knowledge base. Earlier messages are the conversation history; the last
-user message is the question. Sources and citations ride in extra fields (``sources`` on the
-first chunk and on the completion, ``citations`` on the chunk whose text closed a marker and
-on the completion), so OpenAI clients work unchanged and can still show them.
+``model`` names the knowledge base. In a chat, earlier messages are the conversation history
+and the last user message with text is the question; a completion's prompt is the question.
+Sources and citations ride in extra fields (``sources`` on the first chunk and on the
+completion, ``citations`` on the chunk whose text closed a marker and on the completion), so
+OpenAI clients work unchanged and can still show them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import Field
@@ -99,14 +100,46 @@ class ChatCompletionRequest(Body):
         return self.messages[asked[-1]].text(), turns
 
 
-def _chunk(run_id: str, model: str, created: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-{run_id}",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        **fields,
-    }
+class CompletionRequest(Body):
+    """The OpenAI (legacy) completions request: the prompt is the question."""
+
+    model: KbName = Field(description="Knowledge base name ('default' for the configured one).")
+    prompt: str = Field(min_length=1, pattern=_HAS_TEXT, description="The question.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flavor:
+    """How one OpenAI endpoint spells a completion: chat (``message`` / ``delta``) or text."""
+
+    chat: bool
+    prefix: str  # of the id
+    whole: str  # the object of the whole completion
+    chunk: str  # the object of a streamed chunk
+
+    def choice(
+        self, text: str, finish_reason: str | None = None, *, opening: bool = False
+    ) -> dict[str, Any]:
+        """A streamed choice (the chat's opening one names the role)."""
+        if not self.chat:
+            return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        delta = {"role": "assistant", "content": text} if opening else {"content": text}
+        return {
+            "index": 0,
+            "delta": delta if text or opening else {},
+            "finish_reason": finish_reason,
+        }
+
+    def whole_choice(self, answer: str, finish_reason: str) -> dict[str, Any]:
+        if not self.chat:
+            return {"index": 0, "text": answer, "logprobs": None, "finish_reason": finish_reason}
+        message = {"role": "assistant", "content": answer}
+        return {"index": 0, "message": message, "finish_reason": finish_reason}
+
+
+CHAT = Flavor(True, "chatcmpl-", "chat.completion", "chat.completion.chunk")
+TEXT = Flavor(False, "cmpl-", "text_completion", "text_completion")
 
 
 def _data(payload: dict[str, Any]) -> bytes:
@@ -114,26 +147,29 @@ def _data(payload: dict[str, Any]) -> bytes:
 
 
 async def completion_chunks(
-    events: AsyncIterator[Event | None], model: str, include_usage: bool
+    events: AsyncIterator[Event | None], model: str, include_usage: bool, flavor: Flavor = CHAT
 ) -> AsyncIterator[bytes]:
-    """``chat.completion.chunk`` SSE lines, then ``data: [DONE]``. A run that fails ends the
-    stream with an ``error`` object instead, as OpenAI's own streams do (its SDK raises it)."""
+    """Streamed chunks as SSE lines, then ``data: [DONE]``. A run that fails ends the stream
+    with an ``error`` object instead, as OpenAI's own streams do (its SDK raises it)."""
     created = int(time.time())
     usage: dict[str, int] | None = None
+
+    def chunk(run_id: str, **fields: Any) -> bytes:
+        head = {"id": flavor.prefix + run_id, "object": flavor.chunk, "created": created}
+        return _data({**head, "model": model, **fields})
+
     async for event in events:
         if event is None:
             yield PING
         elif isinstance(event, Sources):
             sources = [asdict(source) for source in event.sources]
-            delta = {"role": "assistant", "content": ""}
-            choice = {"index": 0, "delta": delta, "finish_reason": None}
-            yield _data(_chunk(event.run_id, model, created, choices=[choice], sources=sources))
+            choice = flavor.choice("", opening=True)
+            yield chunk(event.run_id, choices=[choice], sources=sources)
         elif isinstance(event, Token):
-            choice = {"index": 0, "delta": {"content": event.text}, "finish_reason": None}
-            yield _data(_chunk(event.run_id, model, created, choices=[choice]))
+            yield chunk(event.run_id, choices=[flavor.choice(event.text)])
         elif isinstance(event, Citation):
             cited = {"number": event.number, "chunk_id": event.chunk_id, "offset": event.offset}
-            yield _data(_chunk(event.run_id, model, created, choices=[], citations=[cited]))
+            yield chunk(event.run_id, choices=[], citations=[cited])
         elif isinstance(event, Error):
             error = {"message": event.message, "type": "upstream_error", "code": event.code}
             yield _data({"error": error})
@@ -145,43 +181,28 @@ async def completion_chunks(
                 "total_tokens": event.prompt_tokens + event.completion_tokens,
             }
         elif isinstance(event, Done):
-            choice = {
-                "index": 0,
-                "delta": {},
-                "finish_reason": FINISH.get(event.finish_reason, "stop"),
-            }
-            yield _data(
-                _chunk(
-                    event.run_id,
-                    model,
-                    created,
-                    choices=[choice],
-                    citations=[asdict(c) for c in event.citations],
-                    streamrag={"finish_reason": event.finish_reason, "timings": event.timings},
-                )
+            yield chunk(
+                event.run_id,
+                choices=[flavor.choice("", FINISH.get(event.finish_reason, "stop"))],
+                citations=[asdict(c) for c in event.citations],
+                streamrag={"finish_reason": event.finish_reason, "timings": event.timings},
             )
             if usage is not None:
-                yield _data(_chunk(event.run_id, model, created, choices=[], usage=usage))
+                yield chunk(event.run_id, choices=[], usage=usage)
     yield sse_message("[DONE]")
 
 
-def completion(events: list[Event], model: str) -> dict[str, Any]:
-    """The whole ``chat.completion`` object from a finished run's events."""
+def completion(events: list[Event], model: str, flavor: Flavor = CHAT) -> dict[str, Any]:
+    """The whole completion object from a finished run's events."""
     done = next(e for e in events if isinstance(e, Done))
     sources = next((e.sources for e in events if isinstance(e, Sources)), [])
     usage = done.usage
     return {
-        "id": f"chatcmpl-{done.run_id}",
-        "object": "chat.completion",
+        "id": flavor.prefix + done.run_id,
+        "object": flavor.whole,
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": done.answer},
-                "finish_reason": FINISH.get(done.finish_reason, "stop"),
-            }
-        ],
+        "choices": [flavor.whole_choice(done.answer, FINISH.get(done.finish_reason, "stop"))],
         "usage": {
             "prompt_tokens": usage.get("prompt_tokens", 0),
             "completion_tokens": usage.get("completion_tokens", 0),

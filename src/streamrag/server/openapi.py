@@ -184,24 +184,27 @@ def _openai_object(kind: str, **properties: Any) -> dict[str, Any]:
 OPENAI_SCHEMAS = {
     "ChatCompletion": _openai_object("chat.completion", usage={"type": "object"}),
     "ChatCompletionChunk": _openai_object("chat.completion.chunk"),
+    "TextCompletion": _openai_object("text_completion", usage={"type": "object"}),
 }
-COMPLETION_EVENTS = [
-    (
-        "message",  # OpenAI's streams name no event
-        {
-            "type": "string",
-            "anyOf": [
-                {"const": "[DONE]"},
-                {
-                    "contentMediaType": "application/json",
-                    "contentSchema": {
-                        "oneOf": [{"$ref": _REF.format(model="ChatCompletionChunk")}, _OPENAI_ERROR]
-                    },
-                },
-            ],
-        },
-    )
-]
+
+
+def _openai_events(chunk_component: str) -> list[tuple[str, dict[str, Any]]]:
+    chunk = {"$ref": _REF.format(model=chunk_component)}
+    data = {
+        "type": "string",
+        "anyOf": [
+            {"const": "[DONE]"},
+            {
+                "contentMediaType": "application/json",
+                "contentSchema": {"oneOf": [chunk, _OPENAI_ERROR]},
+            },
+        ],
+    }
+    return [("message", data)]  # OpenAI's streams name no event
+
+
+COMPLETION_EVENTS = _openai_events("ChatCompletionChunk")
+TEXT_COMPLETION_EVENTS = _openai_events("TextCompletion")  # a chunk is a text_completion too
 
 
 def run_stream(description: str) -> dict[int | str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from streamrag.history.base import Turn
 from streamrag.history.sqlite import SQLiteHistory
 from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent
+from streamrag.kb import knowledge_base_exists
 from streamrag.llm import LLM, make_llm
 from streamrag.rag import RAG
 from streamrag.server.errors import ApiError
@@ -89,6 +90,8 @@ class Service:
                     events = self._ingest_workers.ingest(self.settings, kb, list(origins), origins)
                     async for event in events:
                         queue.put_nowait(event)
+                    if not knowledge_base_exists(kb, self.settings):  # every file failed
+                        await asyncio.to_thread(self.uploads(kb).drop)
             except Exception as exc:  # reported to the reader, never lost in the task
                 queue.put_nowait(exc)
             finally:

@@ -151,10 +151,14 @@ async def list_runs(
     service: ServiceDep,
     session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[
+        str | None, Query(max_length=64, description="The next page: runs older than this one.")
+    ] = None,
 ) -> list[dict[str, Any]]:
-    """The recorded runs, oldest first (of one session, if given)."""
-    records = await asyncio.to_thread(service.history.runs, session_id, limit)
-    return [record.to_dict() for record in records]
+    """The recorded runs, newest first (of one session, if given), ``limit`` at a time: the
+    next page is ``?before=<the last run_id of this one>``."""
+    records = await asyncio.to_thread(service.history.runs, session_id, limit, before)
+    return [record.to_dict() for record in reversed(records)]
 
 
 async def _record(service: Service, run_id: str) -> RunRecord:

@@ -70,7 +70,7 @@ _MULTIPART = {
 
 @router.get("/v1/kbs")
 async def list_kbs(service: ServiceDep) -> list[dict[str, Any]]:
-    """The knowledge bases with their sizes and embedding model."""
+    """The knowledge bases with their sizes, embedding model and when each last changed."""
     infos = await asyncio.to_thread(list_knowledge_bases, service.settings)
     return [
         {
@@ -79,6 +79,7 @@ async def list_kbs(service: ServiceDep) -> list[dict[str, Any]]:
             "chunks": info.chunks,
             "embed_model": info.embed_model,
             "size_bytes": info.size_bytes,
+            "updated_at": info.updated_at,
         }
         for info in infos
     ]
@@ -191,8 +192,6 @@ async def upload(
                     f"{file.filename!r}: unsupported file type {suffix or '(none)'!r}; "
                     f"supported: {', '.join(sorted(LOADERS))}",
                 )
-        # Opening the knowledge base checks its name, before any file is written.
-        await asyncio.to_thread(service.rag, kb, create=True)
         origins = await asyncio.to_thread(service.uploads(kb).save, files)
     finally:
         await form.close()

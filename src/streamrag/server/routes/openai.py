@@ -1,4 +1,5 @@
-"""The OpenAI-compatible chat completions and models (``model`` = knowledge base)."""
+"""The OpenAI-compatible chat completions, completions and models (``model`` = knowledge
+base)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,27 @@ from typing import Any
 from fastapi import APIRouter
 
 from streamrag.answer.events import Error
+from streamrag.history.base import Turn
 from streamrag.kb import list_knowledge_bases
 from streamrag.server.errors import ApiError, failed_run
-from streamrag.server.openai_api import ChatCompletionRequest, completion, completion_chunks
-from streamrag.server.openapi import COMPLETION_EVENTS, errors, event_stream
-from streamrag.server.service import ServiceDep
+from streamrag.server.live import LiveRun
+from streamrag.server.openai_api import (
+    CHAT,
+    TEXT,
+    ChatCompletionRequest,
+    CompletionRequest,
+    Flavor,
+    StreamOptions,
+    completion,
+    completion_chunks,
+)
+from streamrag.server.openapi import (
+    COMPLETION_EVENTS,
+    TEXT_COMPLETION_EVENTS,
+    errors,
+    event_stream,
+)
+from streamrag.server.service import Service, ServiceDep
 from streamrag.server.sse import EventStream
 
 router = APIRouter(tags=["openai"])
@@ -39,19 +56,56 @@ async def chat_completions(
         question, history = request.question_and_history()
     except ValueError as exc:
         raise ApiError(422, "invalid_messages", str(exc)) from None
-    kb = None if request.model == "default" else request.model
-    run = await service.start(question, kb=kb, history=history)
-    if request.stream:
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        chunks = completion_chunks(
-            run.follow(-1, service.settings.heartbeat_s), request.model, include_usage
-        )
+    run = await _start(service, request.model, question, history)
+    return await _answer(service, run, request.model, request.stream, request.stream_options, CHAT)
+
+
+@router.post(
+    "/v1/completions",
+    response_model=None,
+    responses={
+        **event_stream(
+            "The completion; with stream=true, its chunks as server-sent events.",
+            TEXT_COMPLETION_EVENTS,
+            "",
+            json_component="TextCompletion",
+        ),
+        **errors(404, 502),
+    },
+)
+async def completions(
+    request: CompletionRequest, service: ServiceDep
+) -> dict[str, Any] | EventStream:
+    """OpenAI-compatible (legacy) completions, for clients that use no chat format
+    (LlamaIndex's ``OpenAILike`` by default): the prompt is the question."""
+    run = await _start(service, request.model, request.prompt, None)
+    return await _answer(service, run, request.model, request.stream, request.stream_options, TEXT)
+
+
+async def _start(
+    service: Service, model: str, question: str, history: list[Turn] | None
+) -> LiveRun:
+    return await service.start(question, kb=None if model == "default" else model, history=history)
+
+
+async def _answer(
+    service: Service,
+    run: LiveRun,
+    model: str,
+    stream: bool,
+    options: StreamOptions | None,
+    flavor: Flavor,
+) -> dict[str, Any] | EventStream:
+    if stream:
+        include_usage = bool(options and options.include_usage)
+        events = run.follow(-1, service.settings.heartbeat_s)
+        chunks = completion_chunks(events, model, include_usage, flavor)
         return EventStream(chunks, headers={"X-Run-Id": run.run_id})
     events = await service.finished(run)
     error = next((e for e in events if isinstance(e, Error)), None)
     if error is not None:
         raise failed_run(error)
-    return completion(events, request.model)
+    return completion(events, model, flavor)
 
 
 @router.get("/v1/models")

@@ -1,5 +1,6 @@
 // The service's HTTP API as the page uses it: JSON calls, server-sent event streams, the key.
 
+import { errorText } from "./i18n.js";
 import { createParser } from "./vendor/eventsource-parser/parse.js";
 
 const KEY_STORAGE = "streamrag.apiKey";
@@ -37,7 +38,7 @@ async function failure(response) {
     // not our JSON error shape: keep the status line
   }
   if (response.status === 401) hooks.needKey();
-  return new ApiError(response.status, code, message);
+  return new ApiError(response.status, code, errorText(code, message));
 }
 
 /** Send a request; resolve to the Response when it is 2xx, else throw an ApiError. */

@@ -10,7 +10,8 @@ import { Sidebar } from "./sessions.js";
 import { Turn } from "./turn.js";
 
 const $ = (selector) => document.querySelector(selector);
-const KB_NAME = /^\w[\w.-]{0,63}$/;
+// streamrag.kb.KB_NAME_PATTERN without the reserved names (the server refuses those itself)
+const KB_NAME = /^[\p{L}\p{N}_](?:[\p{L}\p{N}_.-]{0,62}[\p{L}\p{N}_-])?$/u;
 
 const state = { kb: null, sessionId: null, run: null, pinned: true, idleMs: 0 };
 const messages = $("#messages");
@@ -121,19 +122,29 @@ async function selectKb(kb) {
   await kbPanel.show(kb);
 }
 
-async function loadKbs(defaultKb) {
+/** The knowledge base the page opens on: the configured one if it exists, else the one
+ * that changed last (so `streamrag demo`, then `streamrag serve`, opens on "demo"). */
+function firstKb(configured, kbs) {
+  if (!kbs.length || kbs.some((kb) => kb.name === configured)) return configured;
+  return kbs.reduce((last, kb) => (kb.updated_at > last.updated_at ? kb : last)).name;
+}
+
+async function loadKbs(configured) {
   const kbs = await getJSON("/v1/kbs");
-  const names = [...new Set([defaultKb, ...kbs.map((kb) => kb.name)])];
+  const first = firstKb(configured, kbs);
+  const names = [...new Set([first, ...kbs.map((kb) => kb.name)])];
   kbSelect.replaceChildren(
     ...names.map((name) => el("option", { value: name }, name)),
     el("option", { value: "" }, t("newKb")),
   );
-  kbSelect.value = defaultKb;
+  kbSelect.value = first;
+  return first;
 }
 
 kbSelect.addEventListener("change", async () => {
   if (kbSelect.value) return selectKb(kbSelect.value);
   const name = (prompt(t("newKbPrompt")) || "").trim();
+  if (name && !KB_NAME.test(name)) alert(t("invalidKbName", { name }));
   await selectKb(KB_NAME.test(name) ? name : state.kb);
 });
 
@@ -156,6 +167,23 @@ $("#composer").addEventListener("submit", (event) => {
 });
 stopButton.addEventListener("click", stop);
 $("#new-chat").addEventListener("click", newChat);
+
+/** On a narrow screen the conversations are a drawer: ☰ opens it, a choice or a tap
+ * outside closes it. */
+function setSidebarOpen(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  $("#toggle-sidebar").setAttribute("aria-expanded", String(open));
+}
+$("#toggle-sidebar").addEventListener("click", (event) => {
+  event.stopPropagation();
+  setSidebarOpen(!document.body.classList.contains("sidebar-open"));
+});
+$("#sidebar").addEventListener("click", (event) => {
+  if (event.target.closest("#new-chat, .session .open")) setSidebarOpen(false);
+});
+document.addEventListener("click", (event) => {
+  if (!event.target.closest("#sidebar")) setSidebarOpen(false);
+});
 $("#toggle-kb").addEventListener("click", () => {
   const panel = $("#kb-panel");
   panel.hidden = !panel.hidden;
@@ -177,11 +205,11 @@ async function start() {
   translate();
   clearMessages();
   const info = await getJSON("/v1/info");
-  state.kb = info.default_kb;
   state.idleMs = info.heartbeat_s * 3000; // three missed heartbeats: the connection is dead
   $("#model").textContent = info.llm_model;
-  kbPanel = new KnowledgeBasePanel($("#kb-panel"), { kb: state.kb });
-  await Promise.all([loadKbs(info.default_kb), sidebar.refresh(null)]);
+  const [kb] = await Promise.all([loadKbs(info.default_kb), sidebar.refresh(null)]);
+  state.kb = kb;
+  kbPanel = new KnowledgeBasePanel($("#kb-panel"), { kb });
   document.body.dataset.ready = "1";
   question.focus();
 }

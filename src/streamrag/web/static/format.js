@@ -19,10 +19,10 @@ export function duration(ms) {
   return ms < 1000 ? t("ms", { value: Math.round(ms) }) : t("s", { value: (ms / 1000).toFixed(2) });
 }
 
-export function bytes(size) {
-  if (size < 1024) return `${size} B`;
-  if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KB`;
-  return `${(size / 1024 / 1024).toFixed(1)} MB`;
+/** A document's length: the characters of its text (a file's bytes would mislead for
+ * Chinese, 3 bytes a character, and a JSONL line has no file of its own). */
+export function characters(count) {
+  return t("characters", { count: count.toLocaleString() });
 }
 
 export function date(iso) {

@@ -44,7 +44,8 @@ const STRINGS = {
     supported: "txt, md, pdf, docx, html, jsonl",
     documents: "Documents",
     noDocuments: "No documents yet.",
-    size: "Size",
+    size: "Length",
+    characters: "{count} chars",
     chunks: "Chunks",
     date: "Added",
     search: "Search",
@@ -65,6 +66,9 @@ const STRINGS = {
     ms: "{value} ms",
     s: "{value} s",
     citation: "Source {n}",
+    invalidKbName: "“{name}” cannot be a knowledge base name: use letters, digits, _ - or . (not first or last).",
+    "error.knowledge_base_not_found": "This knowledge base has no documents yet: upload files to it under “Documents”.",
+    "error.invalid_name": "That is not a valid knowledge base name: use letters, digits, _ - or . (not first or last).",
   },
   zh: {
     title: "streamrag",
@@ -109,7 +113,8 @@ const STRINGS = {
     supported: "txt、md、pdf、docx、html、jsonl",
     documents: "文档",
     noDocuments: "还没有文档。",
-    size: "大小",
+    size: "长度",
+    characters: "{count} 字",
     chunks: "分块",
     date: "添加时间",
     search: "搜索",
@@ -130,6 +135,22 @@ const STRINGS = {
     ms: "{value} 毫秒",
     s: "{value} 秒",
     citation: "来源 {n}",
+    invalidKbName: "“{name}”不能作为知识库名称：请使用字母、数字、_、- 或 .（. 不能在首尾）。",
+    "error.knowledge_base_not_found": "这个知识库还没有文档：请在“文档”里上传文件。",
+    "error.unauthorized": "此服务需要有效的 API 密钥。",
+    "error.invalid_name": "知识库名称无效：请使用字母、数字、_、- 或 .（. 不能在首尾）。",
+    "error.question_too_long": "问题太长，超出了服务的限制。",
+    "error.history_too_long": "对话太长，超出了服务的限制：请开始新对话。",
+    "error.upload_too_large": "文件超出了服务允许的大小。",
+    "error.unsupported_type": "不支持这种文件类型：txt、md、pdf、docx、html、jsonl。",
+    "error.upstream_unreachable": "无法连接模型服务。",
+    "error.upstream_timeout": "模型服务没有及时响应。",
+    "error.upstream_disconnected": "模型服务中断了回答。",
+    "error.upstream_error": "模型服务返回了错误。",
+    "error.upstream_bad_response": "模型服务返回的内容无法识别。",
+    "error.local_model_failed": "内置模型出错。",
+    "error.retrieval_failed": "检索知识库失败。",
+    "error.internal_error": "服务器内部出错，详情见服务日志。",
   },
 };
 
@@ -148,6 +169,14 @@ export const language = browserLanguage();
 export function t(key, params = {}) {
   const text = STRINGS[language][key] ?? STRINGS.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? ""));
+}
+
+/** An error the service sent (`code`, its English `message`) in the page's language. The
+ * server's own message where the page has no words of its own for that code: in English
+ * that is most codes, as the server's messages are more precise ("connection reset"). */
+export function errorText(code, message) {
+  const text = STRINGS[language][`error.${code}`];
+  return text ?? message ?? code;
 }
 
 /** Fill every `data-i18n` text, `data-i18n-placeholder` and `data-i18n-title` under `root`. */

@@ -2,8 +2,8 @@
 // chunks, date, delete) and a search that shows ranked passages.
 
 import { authHeaders, getJSON, messageFeeder, request } from "./api.js";
-import { bytes, confirmingButton, date, el, fileName } from "./format.js";
-import { t } from "./i18n.js";
+import { characters, confirmingButton, date, el, fileName } from "./format.js";
+import { errorText, t } from "./i18n.js";
 
 export class KnowledgeBasePanel {
   constructor(root, { kb }) {
@@ -52,7 +52,7 @@ export class KnowledgeBasePanel {
     const rows = documents.map((doc) =>
       el("tr", { "data-doc-id": doc.doc_id },
         el("td", { class: "name", title: doc.source }, doc.title || fileName(doc.source)),
-        el("td", { class: "num" }, bytes(doc.size)),
+        el("td", { class: "num size" }, characters(doc.size)),
         el("td", { class: "num chunks" }, String(doc.n_chunks)),
         el("td", {}, date(doc.ingested_at)),
         el("td", {}, confirmingButton({ class: "delete icon", title: t("delete"), "aria-label": t("delete") }, "×", async () => {
@@ -160,7 +160,8 @@ function sendFile(kb, file, row) {
       else {
         let message = `HTTP ${xhr.status}`;
         try {
-          message = JSON.parse(xhr.responseText).error.message;
+          const { code, message: serverMessage } = JSON.parse(xhr.responseText).error;
+          message = errorText(code, serverMessage);
         } catch {
           // keep the status
         }

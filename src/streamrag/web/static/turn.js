@@ -3,7 +3,7 @@
 
 import { ApiError, getJSON } from "./api.js";
 import { duration, el, fileName } from "./format.js";
-import { t } from "./i18n.js";
+import { errorText, t } from "./i18n.js";
 import { finishedLength, renderMarkdown } from "./markdown.js";
 
 const STAGES = new Set(["condensing", "retrieving", "generating"]); // also interface string keys
@@ -103,7 +103,7 @@ export class Turn {
     this.#setStatus("");
     this.error.replaceChildren(
       el("strong", {}, `${t("errorPrefix")}: `),
-      message || code,
+      errorText(code, message),
       code ? el("code", {}, code) : null,
     );
     this.error.hidden = false;
