@@ -456,7 +456,7 @@ def demo(
         if not report.ok:
             raise _fail(f"could not ingest the sample documents: {report.failed}")
         console.print(
-            f"knowledge base {kb!r}: {len(rag.kb.documents())} documents from {DOCS}\n"
+            f"knowledge base {kb!r}: {len(rag.kb.documents())} documents from the bundled sample\n"
             f"model: {escape(_load_model(rag))}\n"
         )
         for sample in questions()[:limit]:
