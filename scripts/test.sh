@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     # real PDFs with Latin and CJK text; nginx in front of the server (tests/test_nginx.py);
-    # Chromium and CJK fonts for the web page (tests/test_web.py, driven by Playwright)
-    packages=(fonts-dejavu-core fonts-droid-fallback nginx chromium fonts-noto-cjk)
+    # Chromium and CJK fonts for the web page (tests/test_web.py, driven by Playwright);
+    # Redis for replicas that share their live runs (tests/test_replicas.py)
+    packages=(fonts-dejavu-core fonts-droid-fallback nginx chromium fonts-noto-cjk redis-server)
     missing=()
     for package in "${packages[@]}"; do
         dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

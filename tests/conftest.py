@@ -230,6 +230,33 @@ def server_settings(tmp_path: Path, mock: str) -> Settings:
     return settings
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's redis-server on a free 127.0.0.1 port, nothing persisted."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no"),
+            *("--dir", str(tmp_path_factory.mktemp("redis"))),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "no redis-server"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 @contextmanager
 def serving(settings: Settings, llm: Any) -> Iterator[httpx.Client]:
     """A real uvicorn serving streamrag in a thread; yields an HTTP client for it."""

@@ -225,7 +225,7 @@ def test_heartbeats_keep_a_quiet_stream_alive(server_settings: Settings) -> None
         ("POST", "/v1/chat/stream", {"question": "x", "kb": "nope"}, 404, "'nope'"),
         ("GET", "/v1/chat/stream", None, 422, "q"),
         ("GET", "/v1/runs/unknown/events", None, 404, "no run 'unknown' is recorded"),
-        ("POST", "/v1/runs/unknown/cancel", None, 404, "not running here"),
+        ("POST", "/v1/runs/unknown/cancel", None, 404, "is not running"),
         ("GET", "/v1/runs/unknown", None, 404, "no run 'unknown'"),
     ],
 )

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         "0 cancels it at once.",
     )
     heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeats.")
+    redis_url: str | None = Field(
+        None,
+        description="Redis shared by the replicas of 'streamrag serve': a run started on one "
+        "is resumed and cancelled on any (e.g. redis://127.0.0.1:6379/0).",
+    )
     max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
     max_history_chars: int = Field(
         100_000, ge=0, description="Most characters of earlier messages a request may carry."

@@ -9,7 +9,9 @@ record (finish_reason "cancelled"), so a late follower still sees how it ended.
 
 The events are also appended to the run event log, at most once every ``flush_s`` seconds
 and when the run ends, so that a run outlives this process: after a crash its record holds
-the partial answer and a client can still read what was streamed.
+the partial answer and a client can still read what was streamed. With a
+:class:`~streamrag.server.relay.RunRelay` each event is also published at once, for the
+other replicas' followers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import AsyncIterator
 from streamrag.answer.events import Done, Event, RunStarted
 from streamrag.history.base import RunEventLog, RunLog
 from streamrag.server.metrics import Metrics
+from streamrag.server.relay import RunRelay
 
 log = logging.getLogger("streamrag.server")
 
@@ -55,8 +58,10 @@ class LiveRun:
         self._last_flush = time.monotonic()
         self._grace_s = grace_s
         self._grace: asyncio.TimerHandle | None = None
+        self._grace_check: asyncio.Task[None] | None = None
         self._changed: asyncio.Future[None] | None = None
         self._owner = owner
+        self._shared = 0  # events already published to the other replicas; -1: not shared
         self.task = asyncio.create_task(self._drive(events), name=f"run-{run_id}")
 
     async def _drive(self, events: AsyncIterator[Event]) -> None:
@@ -66,6 +71,7 @@ class LiveRun:
                     self.session_id = event.session_id
                 self.events.append(event)
                 self._notify()
+                await self._share()
                 if time.monotonic() - self._last_flush >= self._flush_s:
                     await self._flush()
         except asyncio.CancelledError:
@@ -75,8 +81,23 @@ class LiveRun:
         finally:
             self.finished = True
             self._notify()
+            await asyncio.shield(self._share())
             await asyncio.shield(self._flush())
             self._owner.run_finished(self)
+
+    async def _share(self) -> None:
+        """Publish the events the other replicas have not been sent (with a relay). After a
+        failure the run is no longer shared: its answer goes on, read here."""
+        relay = self._owner.relay
+        if relay is None or self._shared < 0:
+            return
+        try:
+            while self._shared < len(self.events):
+                await relay.publish(self.events[self._shared])
+                self._shared += 1
+        except Exception:
+            log.exception("run %s: other replicas will not see its events", self.run_id)
+            self._shared = -1
 
     async def _flush(self) -> None:
         """Append the events not yet in the event log (and the partial answer)."""
@@ -157,6 +178,21 @@ class LiveRun:
 
     def _grace_over(self) -> None:
         self._grace = None
+        if self.followers:
+            return
+        if self._owner.relay is None:
+            self._abandon()
+        else:  # a client may read it on another replica
+            self._grace_check = asyncio.create_task(self._abandon_unless_followed_elsewhere())
+
+    async def _abandon_unless_followed_elsewhere(self) -> None:
+        assert self._owner.relay is not None
+        if not await self._owner.relay.followed(self.run_id):
+            self._abandon()
+        elif not self.followers and not self.finished:  # look again after another grace
+            self._grace = asyncio.get_running_loop().call_later(self._grace_s, self._grace_over)
+
+    def _abandon(self) -> None:
         if not self.followers:
             log.info("run %s: nobody resumed within %.1f s, cancelling", self.run_id, self._grace_s)
             self.cancel()
@@ -172,10 +208,18 @@ class LiveRun:
 class LiveRuns:
     """The runs of this process, kept ``keep_s`` seconds after they finish for late resumes."""
 
-    def __init__(self, *, grace_s: float, metrics: Metrics, keep_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        *,
+        grace_s: float,
+        metrics: Metrics,
+        keep_s: float = 300.0,
+        relay: RunRelay | None = None,
+    ) -> None:
         self.grace_s = grace_s
         self.keep_s = keep_s
         self.metrics = metrics
+        self.relay = relay
         self._runs: dict[str, LiveRun] = {}
 
     def start(

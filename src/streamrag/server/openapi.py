@@ -63,6 +63,7 @@ _WHY = {
     415: "Not multipart/form-data, or a file type no loader reads.",
     422: "The request does not match the schema, or names something invalid.",
     502: "The run failed: the model or a service behind streamrag failed.",
+    503: "The replicas' Redis (STREAMRAG_REDIS_URL) cannot be reached.",
 }
 
 

@@ -26,6 +26,7 @@ from streamrag.server.ingest import IngestWorkers
 from streamrag.server.live import LiveRun, LiveRuns
 from streamrag.server.metrics import Metrics
 from streamrag.server.observe import TRACE_ID
+from streamrag.server.relay import RelayUnavailable, RunRelay
 from streamrag.server.sse import EventStream, sse_bytes
 from streamrag.server.uploads import UploadFolder
 from streamrag.store import SearchFilter
@@ -41,7 +42,11 @@ class Service:
         self.settings = settings
         self.history = SQLiteHistory(settings.home / "history.sqlite")
         self.metrics = Metrics()
-        self.runs = LiveRuns(grace_s=settings.resume_grace_s, metrics=self.metrics)
+        self.relay = RunRelay(settings.redis_url) if settings.redis_url else None
+        self.runs = LiveRuns(
+            grace_s=settings.resume_grace_s, metrics=self.metrics, relay=self.relay
+        )
+        self._listener: asyncio.Task[None] | None = None
         self._llm = llm
         self._owns_llm = llm is None
         self._rags: dict[str, RAG] = {}
@@ -159,6 +164,16 @@ class Service:
             return self.follow(run, after)
         if run is not None:
             return Response(status_code=204, headers={"X-Run-Id": run_id})
+        shared = await self._shared(run_id)
+        if shared is not None:  # published by another replica
+            assert self.relay is not None
+            last_seq, done = shared
+            if done and last_seq <= after:
+                return Response(status_code=204, headers={"X-Run-Id": run_id})
+            heartbeat = self.settings.heartbeat_s
+            mark = max(self.settings.resume_grace_s, heartbeat) * 2
+            events = self.relay.follow(run_id, after, heartbeat, mark)
+            return EventStream(sse_bytes(events), headers={"X-Run-Id": run_id})
         record = await asyncio.to_thread(self.history.get_run, run_id)
         if record is None:
             raise ApiError(404, "run_not_found", f"no run {run_id!r} is recorded")
@@ -176,6 +191,66 @@ class Service:
             return Response(status_code=204, headers={"X-Run-Id": run_id})
         return EventStream(sse_bytes(_iterate(missed)), headers={"X-Run-Id": run_id})
 
+    async def _shared(self, run_id: str) -> tuple[int, bool] | None:
+        """What the relay knows of a run; None without one, or when Redis is unreachable
+        (then the run event log answers, as without replicas)."""
+        if self.relay is None:
+            return None
+        try:
+            return await self.relay.last(run_id)
+        except RelayUnavailable:
+            log.warning("run %s: Redis unreachable, resuming from the run event log", run_id)
+            return None
+
+    async def cancel(self, run_id: str) -> bool:
+        """Stop a run now, on whichever replica runs it, and wait until it has ended; False
+        when it had already ended. Not running anywhere: 404."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            cancelled = run.cancel()
+            await self.finished(run)
+            return cancelled
+        shared = await self.relay.last(run_id) if self.relay is not None else None
+        if shared is None:
+            raise ApiError(404, "run_not_live", f"run {run_id!r} is not running")
+        assert self.relay is not None
+        if shared[1]:  # its done was published
+            return False
+        await self.relay.cancel(run_id=run_id)
+        async with asyncio.timeout(self.settings.heartbeat_s * 2):
+            async for event in self.relay.follow(run_id, -1, 1.0, 1.0):
+                if isinstance(event, Done):
+                    break
+        return True
+
+    async def cancel_session(self, session_id: str) -> None:
+        """Cancel a session's runs still answering, here and on the other replicas, and wait
+        until they have ended (so that none records itself into the deleted session)."""
+        await self.runs.cancel_session(session_id)
+        if self.relay is None:
+            return
+        await self.relay.cancel(session_id=session_id)
+        async with asyncio.timeout(self.settings.heartbeat_s * 2):
+            while True:
+                runs = await asyncio.to_thread(self.history.runs, session_id)
+                if all(run.finished for run in runs):
+                    return
+                await asyncio.sleep(0.05)
+
+    async def listen(self) -> None:
+        """Take the other replicas' cancel requests (with a relay)."""
+        if self.relay is None:
+            return
+
+        async def cancel_here(run_id: str | None, session_id: str | None) -> None:
+            run = self.runs.get(run_id) if run_id else None
+            if run is not None:
+                run.cancel()
+            if session_id:
+                await self.runs.cancel_session(session_id)
+
+        self._listener = asyncio.create_task(self.relay.listen(cancel_here), name="relay-listen")
+
     def recover(self) -> list[str]:
         """End the runs a dead server process left running (at start-up)."""
         orphans = self.history.interrupt_orphans()
@@ -192,6 +267,11 @@ class Service:
         """Stop the runs (recorded as cancelled), let the ingests finish, release the
         model's connections and the ingest workers."""
         await self.runs.close()
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self.relay is not None:
+            await self.relay.aclose()
         await asyncio.gather(*self._ingests, return_exceptions=True)
         await asyncio.to_thread(self._ingest_workers.close)
         if self._owns_llm and self._llm is not None:

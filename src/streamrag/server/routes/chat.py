@@ -135,15 +135,11 @@ async def run_events(
     return await service.resume(run_id, resume_from)
 
 
-@router.post("/v1/runs/{run_id}/cancel", tags=["runs"], responses=errors(404))
+@router.post("/v1/runs/{run_id}/cancel", tags=["runs"], responses=errors(404, 503))
 async def cancel_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
-    """Stop a run now; its partial answer is recorded with finish_reason cancelled."""
-    run = service.runs.get(run_id)
-    if run is None:
-        raise ApiError(404, "run_not_live", f"run {run_id!r} is not running here")
-    cancelled = run.cancel()
-    await service.finished(run)
-    return {"run_id": run_id, "cancelled": cancelled}
+    """Stop a run now, on whichever replica runs it; its partial answer is recorded with
+    finish_reason cancelled."""
+    return {"run_id": run_id, "cancelled": await service.cancel(run_id)}
 
 
 @router.get("/v1/runs", tags=["runs"])

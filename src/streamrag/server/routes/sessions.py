@@ -50,11 +50,11 @@ async def rename_session(
     return await show_session(session_id, service)
 
 
-@router.delete("/v1/sessions/{session_id}", responses=errors(404))
+@router.delete("/v1/sessions/{session_id}", responses=errors(404, 503))
 async def delete_session(session_id: str, service: ServiceDep) -> dict[str, Any]:
     """Delete a conversation and its run records; its runs still answering are cancelled
     first."""
     await _existing(service, session_id)
-    await service.runs.cancel_session(session_id)
+    await service.cancel_session(session_id)
     deleted = await asyncio.to_thread(service.history.delete_session, session_id)
     return {"session_id": session_id, "deleted_runs": deleted}

@@ -1,0 +1,135 @@
+"""Live runs shared between replicas through Redis (``STREAMRAG_REDIS_URL``).
+
+The replica that runs an answer (its owner) appends every event to a Redis stream,
+``streamrag:run:<run_id>``, whose entry ids are the events' seqs (``<seq + 1>-0``), so a
+reader on any replica resumes after a ``Last-Event-ID`` with one ``XREAD``: nothing lost,
+nothing repeated. The stream expires ``keep_s`` after the run's ``done``; the run's record and
+event log (the history store) stay the lasting copy.
+
+Cancel and session-delete requests are published on ``streamrag:cancel``; every replica
+listens and stops its own runs. A replica that follows a run it does not own marks it
+followed (``streamrag:followed:<run_id>``, expiring), so the owner's grace period for a
+client that went away does not cancel a run a client reads elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import redis.asyncio as redis
+
+from streamrag.answer.events import Done, Event, event_from_dict
+from streamrag.server.errors import ApiError
+
+log = logging.getLogger("streamrag.server")
+
+_CANCEL = "streamrag:cancel"
+
+
+def _stream(run_id: str) -> str:
+    return f"streamrag:run:{run_id}"
+
+
+def _followed(run_id: str) -> str:
+    return f"streamrag:followed:{run_id}"
+
+
+class RelayUnavailable(ApiError):
+    """Redis cannot be reached: which replica runs what is unknown."""
+
+    @classmethod
+    def because(cls, exc: Exception) -> RelayUnavailable:
+        return cls(503, "redis_unavailable", f"the replicas' Redis cannot be reached: {exc}")
+
+
+class RunRelay:
+    """A run's events and cancel requests, shared by every replica through one Redis."""
+
+    def __init__(self, url: str, *, keep_s: float = 3600.0) -> None:
+        # a Redis that cannot be reached fails fast instead of stalling the answers
+        self.redis = redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+        self.keep_s = keep_s
+
+    async def publish(self, event: Event) -> None:
+        """Append one event to its run's stream (the owner calls it, in seq order)."""
+        key = _stream(event.run_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"event": event.to_json()}, id=f"{event.seq + 1}-0")
+            if isinstance(event, Done):
+                pipe.expire(key, int(self.keep_s))
+            else:
+                pipe.expire(key, int(self.keep_s) * 24)  # a run longer than a day: gone
+            await pipe.execute()
+
+    async def last(self, run_id: str) -> tuple[int, bool] | None:
+        """The seq of the run's last published event and whether it is its ``done``; None
+        when no replica publishes (or recently published) this run."""
+        try:
+            last = await self.redis.xrevrange(_stream(run_id), count=1)
+        except redis.RedisError as exc:
+            raise RelayUnavailable.because(exc) from exc
+        if not last:
+            return None
+        entry_id, fields = last[0]
+        done = json.loads(fields[b"event"])["type"] == "done"
+        return int(entry_id.split(b"-")[0]) - 1, done
+
+    async def follow(
+        self, run_id: str, after: int, heartbeat_s: float, mark_s: float
+    ) -> AsyncIterator[Event | None]:
+        """The events with seq > ``after``, then live ones until ``done``; None after every
+        ``heartbeat_s`` without one. While it reads, the run is marked followed."""
+        key, last = _stream(run_id), f"{after + 1}-0"
+        while True:
+            await self.redis.set(_followed(run_id), b"1", px=int(mark_s * 1000))
+            found = await self.redis.xread({key: last}, block=int(heartbeat_s * 1000))
+            if not found:
+                yield None
+                continue
+            for entry_id, fields in found[0][1]:
+                last = entry_id
+                event = event_from_dict(json.loads(fields[b"event"]))
+                yield event
+                if isinstance(event, Done):
+                    return
+
+    async def followed(self, run_id: str) -> bool:
+        """Whether a client reads this run on another replica."""
+        return bool(await self.redis.exists(_followed(run_id)))
+
+    async def cancel(self, *, run_id: str | None = None, session_id: str | None = None) -> None:
+        """Ask every replica to cancel a run, or a session's runs."""
+        request = json.dumps({"run_id": run_id, "session_id": session_id})
+        try:
+            await self.redis.publish(_CANCEL, request)
+        except redis.RedisError as exc:
+            raise RelayUnavailable.because(exc) from exc
+
+    async def listen(self, on_cancel: Callable[[str | None, str | None], Awaitable[None]]) -> None:
+        """Call ``on_cancel(run_id, session_id)`` for each cancel request, until cancelled."""
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(_CANCEL)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            await self._cancel(json.loads(message["data"]), on_cancel)
+            except redis.RedisError as exc:  # Redis restarted or unreachable: listen again
+                log.warning("cancel requests from other replicas: %s; retrying in 1 s", exc)
+                await asyncio.sleep(1)
+
+    @staticmethod
+    async def _cancel(
+        request: dict[str, str | None],
+        on_cancel: Callable[[str | None, str | None], Awaitable[None]],
+    ) -> None:
+        try:
+            await on_cancel(request.get("run_id"), request.get("session_id"))
+        except Exception:
+            log.exception("could not cancel %s", request)
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,131 @@
+"""Several replicas of ``streamrag serve`` sharing one Redis (``STREAMRAG_REDIS_URL``) and one
+data directory: a run started on one is resumed, cancelled and deleted on another. Each
+replica is a real uvicorn with its own service (its own live runs), as separate processes
+would be."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import httpx
+from test_server import sse_messages
+
+from streamrag.config import Settings
+
+from conftest import ScriptedLLM, free_port, serving
+
+TOKENS = [f"t{i} " for i in range(40)]
+
+
+def replicas_settings(server_settings: Settings, redis_url: str, **changes: Any) -> Settings:
+    return server_settings.model_copy(update={"redis_url": redis_url, **changes})
+
+
+def test_a_stream_started_on_one_replica_resumes_on_another(
+    server_settings: Settings, redis_url: str
+) -> None:
+    """The client leaves replica A after a few events and resumes on B with Last-Event-ID:
+    every event once, in order. A's grace for its client (0.3 s, well under the answer's
+    ~2 s) does not cancel a run that B's client reads."""
+    settings = replicas_settings(server_settings, redis_url, resume_grace_s=0.3)
+    with (
+        serving(settings, ScriptedLLM(TOKENS, delay=0.05)) as a,
+        serving(settings, ScriptedLLM(["not me"])) as b,
+    ):
+        seen: list[dict[str, Any]] = []
+        with a.stream("POST", "/v1/chat/stream", json={"question": "退货要几天？"}) as response:
+            for message in sse_messages(response.iter_lines()):
+                if "data" in message:
+                    seen.append(json.loads(message["data"]))
+                    last_id = message["id"]
+                if len(seen) == 8:
+                    break
+        run_id = seen[0]["run_id"]
+        headers = {"Last-Event-ID": last_id}
+        with b.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+            assert response.status_code == 200
+            rest = [
+                json.loads(m["data"]) for m in sse_messages(response.iter_lines()) if "data" in m
+            ]
+        again = b.get(
+            f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": f"{run_id}:{rest[-1]['seq']}"}
+        )
+        record = b.get(f"/v1/runs/{run_id}").json()
+    events = seen + rest
+    assert [event["seq"] for event in events] == list(range(len(events)))
+    assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == "stop"
+    assert "".join(e["text"] for e in events if e["type"] == "token") == "".join(TOKENS)
+    assert again.status_code == 204  # nothing after done, from the replica that did not run it
+    assert record["finish_reason"] == "stop" and record["answer"] == "".join(TOKENS)
+
+
+def test_a_cancel_on_one_replica_stops_the_run_on_another(
+    server_settings: Settings, redis_url: str
+) -> None:
+    settings = replicas_settings(server_settings, redis_url)
+    llm = ScriptedLLM(TOKENS * 5, delay=0.05)  # ~10 s if nobody stops it
+    with serving(settings, llm) as a, serving(settings, ScriptedLLM(["x"])) as b:
+        events: list[dict[str, Any]] = []
+        started = threading.Event()
+
+        def follow_on_a() -> None:
+            with a.stream("POST", "/v1/chat/stream", json={"question": "退货"}) as response:
+                for message in sse_messages(response.iter_lines()):
+                    if "data" in message:
+                        events.append(json.loads(message["data"]))
+                        if events[-1]["type"] == "token":
+                            started.set()
+
+        reader = threading.Thread(target=follow_on_a)
+        reader.start()
+        assert started.wait(20)
+        run_id = events[0]["run_id"]
+        cancelled = b.post(f"/v1/runs/{run_id}/cancel")
+        reader.join(20)
+        record = b.get(f"/v1/runs/{run_id}").json()
+        unknown = b.post("/v1/runs/nope/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
+    assert not reader.is_alive() and events[-1]["type"] == "done"
+    assert events[-1]["finish_reason"] == "cancelled"
+    assert llm.produced < len(TOKENS) * 5 and llm.closed  # the model stopped early
+    assert record["finish_reason"] == "cancelled"
+    assert unknown.status_code == 404
+
+
+def test_deleting_a_session_on_one_replica_cancels_its_run_on_another(
+    server_settings: Settings, redis_url: str
+) -> None:
+    settings = replicas_settings(server_settings, redis_url)
+    with (
+        serving(settings, ScriptedLLM(TOKENS * 5, delay=0.05)) as a,
+        serving(settings, ScriptedLLM(["x"])) as b,
+    ):
+        done = threading.Event()
+
+        def ask_on_a() -> None:
+            with httpx.Client(base_url=a.base_url, timeout=30) as client:
+                client.post("/v1/chat", json={"question": "退货", "session_id": "s-shared"})
+            done.set()
+
+        threading.Thread(target=ask_on_a, daemon=True).start()
+        for _ in range(200):
+            if b.get("/v1/sessions/s-shared").status_code == 200:
+                break
+            done.wait(0.05)
+        deleted = b.delete("/v1/sessions/s-shared")
+        assert done.wait(20), "the run on A was not stopped"
+        after = b.get("/v1/sessions/s-shared")
+    assert deleted.status_code == 200
+    assert after.status_code == 404  # the cancelled run did not bring the session back
+
+
+def test_without_its_redis_a_replica_still_answers(server_settings: Settings) -> None:
+    """Redis down: the run is not shared (logged), the answer is whole on its own replica."""
+    settings = server_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}"})
+    with serving(settings, ScriptedLLM(["七天", "内"])) as client:
+        answer = client.post("/v1/chat", json={"question": "退货"})
+        gone = client.post("/v1/runs/nope/cancel")
+    assert answer.status_code == 200 and answer.json()["text"] == "七天内"
+    assert gone.status_code == 503 and gone.json()["error"]["code"] == "redis_unavailable"
