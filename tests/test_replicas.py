@@ -6,15 +6,22 @@ would be."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 from test_server import sse_messages
+from test_server_hardening import served_process
 
 from streamrag.config import Settings
+from streamrag.sample import DOCS
 
-from conftest import ScriptedLLM, free_port, serving
+from conftest import ScriptedLLM, free_port, running_mock, serving
 
 TOKENS = [f"t{i} " for i in range(40)]
 
@@ -129,3 +136,58 @@ def test_without_its_redis_a_replica_still_answers(server_settings: Settings) ->
         gone = client.post("/v1/runs/nope/cancel")
     assert answer.status_code == 200 and answer.json()["text"] == "七天内"
     assert gone.status_code == 503 and gone.json()["error"]["code"] == "redis_unavailable"
+
+
+def test_a_replica_killed_mid_answer_has_its_run_ended_by_another(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """kill -9 the replica that answers: once its beat expires (3 s here, 10 s by default)
+    another replica ends the run — its client, resuming there, gets the events up to the
+    loss, a retryable worker_lost error and done; the record says interrupted."""
+    with running_mock(first_token_ms=10, inter_token_ms=50, tokens=400) as (base, _):
+        env = {
+            **os.environ,
+            "STREAMRAG_HOME": str(tmp_path / "home"),
+            "STREAMRAG_LLM_BASE_URL": base,
+            "STREAMRAG_EMBED_BASE_URL": base,
+            "STREAMRAG_EMBED_MODEL": "mock-embed",
+            "STREAMRAG_KB": "shop",
+            "STREAMRAG_REDIS_URL": redis_url,
+            "STREAMRAG_REPLICA_TIMEOUT_S": "3",
+        }
+        ingest = [sys.executable, "-m", "streamrag", "ingest", str(DOCS), "--kb", "shop"]
+        subprocess.run(ingest, env=env, check=True, capture_output=True)
+        with served_process(env) as (a, process), served_process(env) as (b, _):
+            seen: list[dict[str, Any]] = []
+            with a.stream("POST", "/v1/chat/stream", json={"question": "退货要几天？"}) as response:
+                for message in sse_messages(response.iter_lines()):
+                    if "data" in message:
+                        seen.append(json.loads(message["data"]))
+                        last_id = message["id"]
+                    if sum(event["type"] == "token" for event in seen) == 5:
+                        break
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+            run_id = seen[0]["run_id"]
+            resumed = b.get(
+                f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": last_id}, timeout=60
+            )
+            record = b.get(f"/v1/runs/{run_id}").json()
+    rest = [
+        json.loads(m["data"]) for m in sse_messages(iter(resumed.text.splitlines())) if "data" in m
+    ]
+    events = seen + rest
+    assert [event["seq"] for event in events] == list(range(len(events)))
+    error, done = events[-2:]
+    assert error["type"] == "error" and error["code"] == "worker_lost" and error["retryable"]
+    assert done["type"] == "done" and done["finish_reason"] == "interrupted"
+    answer = "".join(event["text"] for event in events if event["type"] == "token")
+    assert done["answer"] == answer and answer.split()[:5] == [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+    ]
+    assert record["finish_reason"] == "interrupted" and record["error"]["code"] == "worker_lost"
+    assert record["answer"] == answer

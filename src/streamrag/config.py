@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         description="Redis shared by the replicas of 'streamrag serve': a run started on one "
         "is resumed and cancelled on any (e.g. redis://127.0.0.1:6379/0).",
     )
+    replica_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="With redis_url: a replica silent this long is dead; another one ends its "
+        "runs as interrupted (worker_lost).",
+    )
     max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
     max_history_chars: int = Field(
         100_000, ge=0, description="Most characters of earlier messages a request may carry."

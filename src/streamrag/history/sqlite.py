@@ -120,39 +120,40 @@ class SQLiteHistory:
                     (now(), run.session_id),
                 )
 
+    def running(self) -> dict[str, str]:
+        """The runs still ``running``, each with its owner (``<host>:<pid>``)."""
+        rows = self._connections.get().execute(
+            "SELECT run_id, owner FROM runs WHERE finish_reason = 'running'"
+        )
+        return {run_id: owner or "" for run_id, owner in rows}
+
+    def interrupt(self, run_id: str, answer: str, code: str, message: str) -> bool:
+        """End a run still ``running`` as ``interrupted``, with its partial answer and an
+        error; False when it had already ended (another process ended it first)."""
+        with self._connections.transaction() as db:
+            return bool(
+                db.execute(
+                    "UPDATE runs SET finish_reason = 'interrupted', answer = ?, error = ? "
+                    "WHERE run_id = ? AND finish_reason = 'running'",
+                    (answer, _json({"code": code, "message": message}), run_id),
+                ).rowcount
+            )
+
     def interrupt_orphans(self) -> list[str]:
         """End as ``interrupted`` the runs left ``running`` by a dead process of this host,
         with the answer their event log holds; return their ids."""
         host = socket.gethostname()
-        db = self._connections.get()
-        rows = db.execute(
-            "SELECT run_id, owner FROM runs WHERE finish_reason = 'running'"
-        ).fetchall()
         orphans = [
             run_id
-            for run_id, owner in rows
-            if (owner or "").rpartition(":")[0] == host
-            and not _alive(int((owner or ":0").rpartition(":")[2] or 0))
+            for run_id, owner in self.running().items()
+            if owner.rpartition(":")[0] == host and not _alive(int(owner.rpartition(":")[2] or 0))
         ]
         for run_id in orphans:
             answer = "".join(
                 getattr(event, "text", "") for event in self.events(run_id) if event.type == "token"
             )
-            with self._connections.transaction() as db:
-                db.execute(
-                    "UPDATE runs SET finish_reason = 'interrupted', answer = ?, error = ? "
-                    "WHERE run_id = ? AND finish_reason = 'running'",
-                    (
-                        answer,
-                        _json(
-                            {
-                                "code": "interrupted",
-                                "message": "the server stopped while this run was answering",
-                            }
-                        ),
-                        run_id,
-                    ),
-                )
+            message = "the server stopped while this run was answering"
+            self.interrupt(run_id, answer, "interrupted", message)
         return orphans
 
     # -- RunEventLog ---------------------------------------------------------------------

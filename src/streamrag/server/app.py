@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(service.recover)
-        await service.listen()
+        await service.join_replicas()
         yield
         await service.aclose()
 

@@ -9,7 +9,9 @@ event log (the history store) stay the lasting copy.
 Cancel and session-delete requests are published on ``streamrag:cancel``; every replica
 listens and stops its own runs. A replica that follows a run it does not own marks it
 followed (``streamrag:followed:<run_id>``, expiring), so the owner's grace period for a
-client that went away does not cancel a run a client reads elsewhere.
+client that went away does not cancel a run a client reads elsewhere. Each replica beats
+(``streamrag:replica:<host>:<pid>``, expiring); a run whose owner's beat has expired is ended
+by whichever replica sees it first.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as redis
 
-from streamrag.answer.events import Done, Event, event_from_dict
+from streamrag.answer.events import (
+    Citation,
+    CitedSource,
+    Done,
+    Error,
+    Event,
+    Sources,
+    Token,
+    event_from_dict,
+)
 from streamrag.server.errors import ApiError
 
 log = logging.getLogger("streamrag.server")
@@ -31,6 +42,10 @@ _CANCEL = "streamrag:cancel"
 
 def _stream(run_id: str) -> str:
     return f"streamrag:run:{run_id}"
+
+
+def _replica(replica: str) -> str:
+    return f"streamrag:replica:{replica}"
 
 
 def _followed(run_id: str) -> str:
@@ -95,6 +110,63 @@ class RunRelay:
                 yield event
                 if isinstance(event, Done):
                     return
+
+    async def beat(self, replica: str, timeout_s: float) -> None:
+        """Say this replica is alive for ``timeout_s`` more seconds."""
+        await self.redis.set(_replica(replica), b"1", px=int(timeout_s * 1000))
+
+    async def alive(self, replicas: set[str]) -> set[str]:
+        """Those of ``replicas`` whose last beat has not expired."""
+        ordered = sorted(replicas)
+        if not ordered:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for replica in ordered:
+                pipe.exists(_replica(replica))
+            found = await pipe.execute()
+        return {replica for replica, exists in zip(ordered, found, strict=True) if exists}
+
+    async def end_lost(self, run_id: str, message: str) -> str | None:
+        """End the stream of a run whose replica died: an ``error`` (``worker_lost``,
+        retryable) and a ``done`` (``interrupted``) after the last event it published, so its
+        followers end. Its partial answer, or None when it published nothing. Two replicas
+        doing it at once append once: the entry ids are the seqs."""
+        published = [
+            event_from_dict(json.loads(fields[b"event"]))
+            for _, fields in await self.redis.xrange(_stream(run_id))
+        ]
+        if not published:
+            return None
+        answer = "".join(event.text for event in published if isinstance(event, Token))
+        if isinstance(published[-1], Done):
+            return answer
+        seq = published[-1].seq + 1
+        ending: list[Event] = [
+            Error(run_id=run_id, seq=seq, code="worker_lost", message=message, retryable=True),
+            Done(
+                run_id=run_id,
+                seq=seq + 1,
+                answer=answer,
+                citations=[
+                    CitedSource(e.number, e.chunk_id, e.offset)
+                    for e in published
+                    if isinstance(e, Citation)
+                ],
+                finish_reason="interrupted",
+                timings={},
+                usage={},
+                sources=next(
+                    ([s.chunk_id for s in e.sources] for e in published if isinstance(e, Sources)),
+                    [],
+                ),
+            ),
+        ]
+        try:
+            for event in ending:
+                await self.publish(event)
+        except redis.ResponseError:  # an id not above the last: another replica ended it
+            pass
+        return answer
 
     async def followed(self, run_id: str) -> bool:
         """Whether a client reads this run on another replica."""

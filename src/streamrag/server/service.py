@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from streamrag.answer.events import Done, Event
+from streamrag.answer.events import Done, Event, Token
 from streamrag.config import Settings
 from streamrag.history.base import Turn
 from streamrag.history.sqlite import SQLiteHistory
@@ -46,7 +46,7 @@ class Service:
         self.runs = LiveRuns(
             grace_s=settings.resume_grace_s, metrics=self.metrics, relay=self.relay
         )
-        self._listener: asyncio.Task[None] | None = None
+        self._replica_tasks: list[asyncio.Task[None]] = []
         self._llm = llm
         self._owns_llm = llm is None
         self._rags: dict[str, RAG] = {}
@@ -237,8 +237,9 @@ class Service:
                     return
                 await asyncio.sleep(0.05)
 
-    async def listen(self) -> None:
-        """Take the other replicas' cancel requests (with a relay)."""
+    async def join_replicas(self) -> None:
+        """With a relay: take the other replicas' cancel requests, beat, and end the runs of
+        replicas whose beat expired."""
         if self.relay is None:
             return
 
@@ -249,7 +250,46 @@ class Service:
             if session_id:
                 await self.runs.cancel_session(session_id)
 
-        self._listener = asyncio.create_task(self.relay.listen(cancel_here), name="relay-listen")
+        try:  # before the first run begins here, so no other replica takes it for lost
+            await self.relay.beat(self.history.owner, self.settings.replica_timeout_s)
+        except Exception as exc:
+            log.warning("the replicas' Redis cannot be reached (%s); retrying", exc)
+        self._replica_tasks = [
+            asyncio.create_task(self.relay.listen(cancel_here), name="replicas-cancel"),
+            asyncio.create_task(self._watch_replicas(), name="replicas-watch"),
+        ]
+
+    async def _watch_replicas(self) -> None:
+        assert self.relay is not None
+        timeout = self.settings.replica_timeout_s
+        while True:
+            try:
+                await self.relay.beat(self.history.owner, timeout)
+                await self._end_lost_runs()
+            except Exception as exc:  # Redis away for a while: try again at the next beat
+                log.warning("could not watch the other replicas: %s", exc)
+            await asyncio.sleep(timeout / 4)
+
+    async def _end_lost_runs(self) -> None:
+        """End as interrupted (``worker_lost``) the runs of replicas that stopped beating:
+        their followers get an error and ``done``, their records the partial answer."""
+        assert self.relay is not None
+        running = await asyncio.to_thread(self.history.running)
+        others = {owner for owner in running.values() if owner != self.history.owner}
+        alive = await self.relay.alive(others)
+        for run_id, owner in running.items():
+            if owner == self.history.owner or owner in alive:
+                continue
+            message = f"the replica running this answer ({owner}) stopped"
+            answer = await self.relay.end_lost(run_id, message)
+            if answer is None:  # it published nothing: what its event log holds
+                logged = await asyncio.to_thread(self.history.events, run_id)
+                answer = "".join(e.text for e in logged if isinstance(e, Token))
+            ended = await asyncio.to_thread(
+                self.history.interrupt, run_id, answer, "worker_lost", message
+            )
+            if ended:
+                log.warning("run %s: %s; ended as interrupted", run_id, message)
 
     def recover(self) -> list[str]:
         """End the runs a dead server process left running (at start-up)."""
@@ -267,9 +307,9 @@ class Service:
         """Stop the runs (recorded as cancelled), let the ingests finish, release the
         model's connections and the ingest workers."""
         await self.runs.close()
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        for task in self._replica_tasks:
+            task.cancel()
+        await asyncio.gather(*self._replica_tasks, return_exceptions=True)
         if self.relay is not None:
             await self.relay.aclose()
         await asyncio.gather(*self._ingests, return_exceptions=True)
