@@ -114,3 +114,7 @@ class RunEventLog(Protocol):
 
     def append_events(self, run_id: str, events: Sequence[Event], answer: str) -> None: ...
     def events(self, run_id: str, after: int = -1) -> list[Event]: ...
+
+
+class RunHistory(RunLog, RunEventLog, Protocol):
+    """Run records with their events: what a server keeps of its runs."""

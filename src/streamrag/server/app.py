@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(service.recover)
-        await service.join_replicas()
+        if service.replicas is not None:
+            await service.replicas.join()
         yield
         await service.aclose()
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from streamrag.answer.events import Done, Event, Token
+from streamrag.answer.events import Done, Event
 from streamrag.config import Settings
 from streamrag.history.base import Turn
 from streamrag.history.sqlite import SQLiteHistory
@@ -26,7 +26,8 @@ from streamrag.server.ingest import IngestWorkers
 from streamrag.server.live import LiveRun, LiveRuns
 from streamrag.server.metrics import Metrics
 from streamrag.server.observe import TRACE_ID
-from streamrag.server.relay import RelayUnavailable, RunRelay
+from streamrag.server.relay import RunRelay
+from streamrag.server.replicas import Replicas
 from streamrag.server.sse import EventStream, sse_bytes
 from streamrag.server.uploads import UploadFolder
 from streamrag.store import SearchFilter
@@ -42,11 +43,11 @@ class Service:
         self.settings = settings
         self.history = SQLiteHistory(settings.home / "history.sqlite")
         self.metrics = Metrics()
-        self.relay = RunRelay(settings.redis_url) if settings.redis_url else None
-        self.runs = LiveRuns(
-            grace_s=settings.resume_grace_s, metrics=self.metrics, relay=self.relay
+        relay = RunRelay(settings.redis_url) if settings.redis_url else None
+        self.runs = LiveRuns(grace_s=settings.resume_grace_s, metrics=self.metrics, relay=relay)
+        self.replicas = (
+            Replicas(relay, self.runs, self.history, settings) if relay is not None else None
         )
-        self._replica_tasks: list[asyncio.Task[None]] = []
         self._llm = llm
         self._owns_llm = llm is None
         self._rags: dict[str, RAG] = {}
@@ -164,15 +165,11 @@ class Service:
             return self.follow(run, after)
         if run is not None:
             return Response(status_code=204, headers={"X-Run-Id": run_id})
-        shared = await self._shared(run_id)
-        if shared is not None:  # published by another replica
-            assert self.relay is not None
-            last_seq, done = shared
+        if self.replicas is not None and (shared := await self.replicas.last(run_id)):
+            last_seq, done = shared  # published by another replica
             if done and last_seq <= after:
                 return Response(status_code=204, headers={"X-Run-Id": run_id})
-            heartbeat = self.settings.heartbeat_s
-            mark = max(self.settings.resume_grace_s, heartbeat) * 2
-            events = self.relay.follow(run_id, after, heartbeat, mark)
+            events = self.replicas.follow(run_id, after)
             return EventStream(sse_bytes(events), headers={"X-Run-Id": run_id})
         record = await asyncio.to_thread(self.history.get_run, run_id)
         if record is None:
@@ -191,17 +188,6 @@ class Service:
             return Response(status_code=204, headers={"X-Run-Id": run_id})
         return EventStream(sse_bytes(_iterate(missed)), headers={"X-Run-Id": run_id})
 
-    async def _shared(self, run_id: str) -> tuple[int, bool] | None:
-        """What the relay knows of a run; None without one, or when Redis is unreachable
-        (then the run event log answers, as without replicas)."""
-        if self.relay is None:
-            return None
-        try:
-            return await self.relay.last(run_id)
-        except RelayUnavailable:
-            log.warning("run %s: Redis unreachable, resuming from the run event log", run_id)
-            return None
-
     async def cancel(self, run_id: str) -> bool:
         """Stop a run now, on whichever replica runs it, and wait until it has ended; False
         when it had already ended. Not running anywhere: 404."""
@@ -210,86 +196,16 @@ class Service:
             cancelled = run.cancel()
             await self.finished(run)
             return cancelled
-        shared = await self.relay.last(run_id) if self.relay is not None else None
-        if shared is None:
+        if self.replicas is None:
             raise ApiError(404, "run_not_live", f"run {run_id!r} is not running")
-        assert self.relay is not None
-        if shared[1]:  # its done was published
-            return False
-        await self.relay.cancel(run_id=run_id)
-        async with asyncio.timeout(self.settings.heartbeat_s * 2):
-            async for event in self.relay.follow(run_id, -1, 1.0, 1.0):
-                if isinstance(event, Done):
-                    break
-        return True
+        return await self.replicas.cancel(run_id)
 
     async def cancel_session(self, session_id: str) -> None:
         """Cancel a session's runs still answering, here and on the other replicas, and wait
         until they have ended (so that none records itself into the deleted session)."""
         await self.runs.cancel_session(session_id)
-        if self.relay is None:
-            return
-        await self.relay.cancel(session_id=session_id)
-        async with asyncio.timeout(self.settings.heartbeat_s * 2):
-            while True:
-                runs = await asyncio.to_thread(self.history.runs, session_id)
-                if all(run.finished for run in runs):
-                    return
-                await asyncio.sleep(0.05)
-
-    async def join_replicas(self) -> None:
-        """With a relay: take the other replicas' cancel requests, beat, and end the runs of
-        replicas whose beat expired."""
-        if self.relay is None:
-            return
-
-        async def cancel_here(run_id: str | None, session_id: str | None) -> None:
-            run = self.runs.get(run_id) if run_id else None
-            if run is not None:
-                run.cancel()
-            if session_id:
-                await self.runs.cancel_session(session_id)
-
-        try:  # before the first run begins here, so no other replica takes it for lost
-            await self.relay.beat(self.history.owner, self.settings.replica_timeout_s)
-        except Exception as exc:
-            log.warning("the replicas' Redis cannot be reached (%s); retrying", exc)
-        self._replica_tasks = [
-            asyncio.create_task(self.relay.listen(cancel_here), name="replicas-cancel"),
-            asyncio.create_task(self._watch_replicas(), name="replicas-watch"),
-        ]
-
-    async def _watch_replicas(self) -> None:
-        assert self.relay is not None
-        timeout = self.settings.replica_timeout_s
-        while True:
-            try:
-                await self.relay.beat(self.history.owner, timeout)
-                await self._end_lost_runs()
-            except Exception as exc:  # Redis away for a while: try again at the next beat
-                log.warning("could not watch the other replicas: %s", exc)
-            await asyncio.sleep(timeout / 4)
-
-    async def _end_lost_runs(self) -> None:
-        """End as interrupted (``worker_lost``) the runs of replicas that stopped beating:
-        their followers get an error and ``done``, their records the partial answer."""
-        assert self.relay is not None
-        running = await asyncio.to_thread(self.history.running)
-        others = {owner for owner in running.values() if owner != self.history.owner}
-        alive = await self.relay.alive(others)
-        for run_id, owner in running.items():
-            if owner == self.history.owner or owner in alive:
-                continue
-            message = f"the replica running this answer ({owner}) stopped"
-            answer = await self.relay.end_lost(run_id, message)
-            if answer is None:  # it published nothing: what its event log holds
-                logged = await asyncio.to_thread(self.history.events, run_id)
-                answer = "".join(e.text for e in logged if isinstance(e, Token))
-            ended = await asyncio.to_thread(
-                self.history.interrupt, run_id, answer, "worker_lost", message
-            )
-            if ended:
-                log.warning("run %s: %s; ended as interrupted", run_id, message)
+        if self.replicas is not None:
+            await self.replicas.cancel_session(session_id)
 
     def recover(self) -> list[str]:
         """End the runs a dead server process left running (at start-up)."""
@@ -307,11 +223,8 @@ class Service:
         """Stop the runs (recorded as cancelled), let the ingests finish, release the
         model's connections and the ingest workers."""
         await self.runs.close()
-        for task in self._replica_tasks:
-            task.cancel()
-        await asyncio.gather(*self._replica_tasks, return_exceptions=True)
-        if self.relay is not None:
-            await self.relay.aclose()
+        if self.replicas is not None:
+            await self.replicas.leave()
         await asyncio.gather(*self._ingests, return_exceptions=True)
         await asyncio.to_thread(self._ingest_workers.close)
         if self._owns_llm and self._llm is not None:

@@ -1,0 +1,133 @@
+"""This replica among the others that share its Redis (``STREAMRAG_REDIS_URL``): resuming and
+cancelling their runs, taking their cancel requests, beating, and ending the runs of a
+replica that died.
+
+The transport is :class:`~streamrag.server.relay.RunRelay`; the runs of this replica are
+:class:`~streamrag.server.live.LiveRuns`; the records are the history store's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from streamrag.answer.events import Done, Event, Token
+from streamrag.config import Settings
+from streamrag.history.base import RunHistory
+from streamrag.server.errors import ApiError
+from streamrag.server.live import LiveRuns
+from streamrag.server.relay import RelayUnavailable, RunRelay
+
+log = logging.getLogger("streamrag.server")
+
+
+class Replicas:
+    """What this replica does with the others' runs, and they with its."""
+
+    def __init__(
+        self, relay: RunRelay, runs: LiveRuns, history: RunHistory, settings: Settings
+    ) -> None:
+        self.relay = relay
+        self.runs = runs
+        self.history = history
+        self.settings = settings
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def last(self, run_id: str) -> tuple[int, bool] | None:
+        """The last seq another replica published of a run, and whether it was ``done``;
+        None when no replica publishes it, or Redis is unreachable (then the run event log
+        answers, as without replicas)."""
+        try:
+            return await self.relay.last(run_id)
+        except RelayUnavailable:
+            log.warning("run %s: Redis unreachable, resuming from the run event log", run_id)
+            return None
+
+    def follow(self, run_id: str, after: int) -> AsyncIterator[Event | None]:
+        """A run another replica publishes: the events after seq ``after``, then live ones,
+        heartbeats (None) in between."""
+        heartbeat = self.settings.heartbeat_s
+        mark = max(self.settings.resume_grace_s, heartbeat) * 2
+        return self.relay.follow(run_id, after, heartbeat, mark)
+
+    async def cancel(self, run_id: str) -> bool:
+        """Stop a run another replica runs and wait until it has ended; False when it had
+        already ended; 404 when no replica runs it."""
+        shared = await self.relay.last(run_id)
+        if shared is None:
+            raise ApiError(404, "run_not_live", f"run {run_id!r} is not running")
+        if shared[1]:  # its done was published
+            return False
+        await self.relay.cancel(run_id=run_id)
+        async with asyncio.timeout(self.settings.heartbeat_s * 2):
+            async for event in self.relay.follow(run_id, -1, 1.0, 1.0):
+                if isinstance(event, Done):
+                    break
+        return True
+
+    async def cancel_session(self, session_id: str) -> None:
+        """Have the other replicas cancel a session's runs; wait until the records say they
+        have ended (so that none records itself into a deleted session)."""
+        await self.relay.cancel(session_id=session_id)
+        async with asyncio.timeout(self.settings.heartbeat_s * 2):
+            while True:
+                runs = await asyncio.to_thread(self.history.runs, session_id)
+                if all(run.finished for run in runs):
+                    return
+                await asyncio.sleep(0.05)
+
+    async def join(self) -> None:
+        """Beat (before the first run begins here, so no replica takes it for lost), then
+        take the others' cancel requests and watch their beats."""
+        try:
+            await self.relay.beat(self.history.owner, self.settings.replica_timeout_s)
+        except Exception as exc:
+            log.warning("the replicas' Redis cannot be reached (%s); retrying", exc)
+        self._tasks = [
+            asyncio.create_task(self.relay.listen(self._cancel_here), name="replicas-cancel"),
+            asyncio.create_task(self._watch(), name="replicas-watch"),
+        ]
+
+    async def leave(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.relay.aclose()
+
+    async def _cancel_here(self, run_id: str | None, session_id: str | None) -> None:
+        run = self.runs.get(run_id) if run_id else None
+        if run is not None:
+            run.cancel()
+        if session_id:
+            await self.runs.cancel_session(session_id)
+
+    async def _watch(self) -> None:
+        timeout = self.settings.replica_timeout_s
+        while True:
+            try:
+                await self.relay.beat(self.history.owner, timeout)
+                await self._end_lost_runs()
+            except Exception as exc:  # Redis away for a while: try again at the next beat
+                log.warning("could not watch the other replicas: %s", exc)
+            await asyncio.sleep(timeout / 4)
+
+    async def _end_lost_runs(self) -> None:
+        """End as interrupted (``worker_lost``) the runs of replicas that stopped beating:
+        their followers get an error and ``done``, their records the partial answer."""
+        running = await asyncio.to_thread(self.history.running)
+        others = {owner for owner in running.values() if owner != self.history.owner}
+        alive = await self.relay.alive(others)
+        for run_id, owner in running.items():
+            if owner == self.history.owner or owner in alive:
+                continue
+            message = f"the replica running this answer ({owner}) stopped"
+            answer = await self.relay.end_lost(run_id, message)
+            if answer is None:  # it published nothing: what its event log holds
+                logged = await asyncio.to_thread(self.history.events, run_id)
+                answer = "".join(e.text for e in logged if isinstance(e, Token))
+            ended = await asyncio.to_thread(
+                self.history.interrupt, run_id, answer, "worker_lost", message
+            )
+            if ended:
+                log.warning("run %s: %s; ended as interrupted", run_id, message)
