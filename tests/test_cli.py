@@ -98,9 +98,11 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path) -> None:
 
 
 def _consistent(db_path: Path) -> tuple[int, int]:
-    """Check the store's invariants; return (documents, chunks)."""
-    db = sqlite3.connect(db_path)
+    """Check the store's invariants; return (documents, chunks). The reads share one
+    transaction, so an ingest writing meanwhile shows them one snapshot."""
+    db = sqlite3.connect(db_path, isolation_level=None)
     try:
+        db.execute("BEGIN")  # a read transaction: its first read fixes the snapshot (WAL)
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         documents = db.execute("SELECT count(*) FROM documents").fetchone()[0]
         chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
