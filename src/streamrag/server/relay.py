@@ -16,7 +16,6 @@ by whichever replica sees it first.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -142,7 +141,13 @@ class RunRelay:
             return answer
         seq = published[-1].seq + 1
         ending: list[Event] = [
-            Error(run_id=run_id, seq=seq, code="worker_lost", message=message, retryable=True),
+            Error(
+                run_id=run_id,
+                seq=seq,
+                code="worker_lost",
+                message=message,
+                retryable=True,
+            ),
             Done(
                 run_id=run_id,
                 seq=seq + 1,
@@ -181,17 +186,13 @@ class RunRelay:
             raise RelayUnavailable.because(exc) from exc
 
     async def listen(self, on_cancel: Callable[[str | None, str | None], Awaitable[None]]) -> None:
-        """Call ``on_cancel(run_id, session_id)`` for each cancel request, until cancelled."""
-        while True:
-            try:
-                async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(_CANCEL)
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            await self._cancel(json.loads(message["data"]), on_cancel)
-            except redis.RedisError as exc:  # Redis restarted or unreachable: listen again
-                log.warning("cancel requests from other replicas: %s; retrying in 1 s", exc)
-                await asyncio.sleep(1)
+        """Call ``on_cancel(run_id, session_id)`` for each cancel request, until the
+        connection to Redis fails (``redis.RedisError``) or the task is cancelled."""
+        async with self.redis.pubsub() as pubsub:
+            await pubsub.subscribe(_CANCEL)
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    await self._cancel(json.loads(message["data"]), on_cancel)
 
     @staticmethod
     async def _cancel(

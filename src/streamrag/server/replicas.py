@@ -12,6 +12,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from redis import RedisError
+
 from streamrag.answer.events import Done, Event, Token
 from streamrag.config import Settings
 from streamrag.history.base import RunHistory
@@ -33,6 +35,7 @@ class Replicas:
         self.history = history
         self.settings = settings
         self._tasks: list[asyncio.Task[None]] = []
+        self._leaving = False
 
     async def last(self, run_id: str) -> tuple[int, bool] | None:
         """The last seq another replica published of a run, and whether it was ``done``;
@@ -85,15 +88,26 @@ class Replicas:
         except Exception as exc:
             log.warning("the replicas' Redis cannot be reached (%s); retrying", exc)
         self._tasks = [
-            asyncio.create_task(self.relay.listen(self._cancel_here), name="replicas-cancel"),
+            asyncio.create_task(self._listen(), name="replicas-cancel"),
             asyncio.create_task(self._watch(), name="replicas-watch"),
         ]
 
     async def leave(self) -> None:
+        """Stop listening and beating. The loops also stop by themselves, should a Redis
+        client swallow the cancellation of a call in flight."""
+        self._leaving = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.wait(self._tasks, timeout=5)
         await self.relay.aclose()
+
+    async def _listen(self) -> None:
+        while not self._leaving:
+            try:
+                await self.relay.listen(self._cancel_here)
+            except RedisError as exc:  # Redis restarted or unreachable: listen again
+                log.warning("cancel requests from other replicas: %s; retrying in 1 s", exc)
+                await asyncio.sleep(1)
 
     async def _cancel_here(self, run_id: str | None, session_id: str | None) -> None:
         run = self.runs.get(run_id) if run_id else None
@@ -104,7 +118,7 @@ class Replicas:
 
     async def _watch(self) -> None:
         timeout = self.settings.replica_timeout_s
-        while True:
+        while not self._leaving:
             try:
                 await self.relay.beat(self.history.owner, timeout)
                 await self._end_lost_runs()
