@@ -7,6 +7,7 @@ is its stable JSON form. The answer is exactly the concatenation of the ``token`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -130,6 +131,11 @@ class Done(Event):
     invalid_citations: int = 0
     standalone_question: str | None = None
     sources: list[str] = field(default_factory=list)  # chunk ids, in source order
+
+
+def answer_of(events: Iterable[Event]) -> str:
+    """The answer so far: the concatenation of the token texts."""
+    return "".join(event.text for event in events if isinstance(event, Token))
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streamrag.answer.events import CitedSource, Event, event_from_dict
+from streamrag.answer.events import CitedSource, Event, answer_of, event_from_dict
 from streamrag.history.base import RunRecord, SessionInfo, Turn
 from streamrag.store.connections import ThreadConnections
 
@@ -149,9 +149,7 @@ class SQLiteHistory:
             if owner.rpartition(":")[0] == host and not _alive(int(owner.rpartition(":")[2] or 0))
         ]
         for run_id in orphans:
-            answer = "".join(
-                getattr(event, "text", "") for event in self.events(run_id) if event.type == "token"
-            )
+            answer = answer_of(self.events(run_id))
             message = "the server stopped while this run was answering"
             self.interrupt(run_id, answer, "interrupted", message)
         return orphans

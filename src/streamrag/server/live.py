@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from streamrag.answer.events import Done, Event, RunStarted
+from streamrag.answer.events import Done, Event, RunStarted, answer_of
 from streamrag.history.base import RunEventLog, RunLog
 from streamrag.server.metrics import Metrics
 from streamrag.server.relay import RunRelay
@@ -106,7 +106,7 @@ class LiveRun:
         if self._eventlog is None or not fresh:
             return
         self._flushed = len(self.events)
-        answer = "".join(getattr(e, "text", "") for e in self.events if e.type == "token")
+        answer = answer_of(self.events)
         try:
             await asyncio.to_thread(self._eventlog.append_events, self.run_id, fresh, answer)
         except Exception:  # the stream goes on; the log misses these events
@@ -119,7 +119,7 @@ class LiveRun:
         if record is not None and record.finished:
             self.events.append(record.done_event(len(self.events)))
             return
-        answer = "".join(getattr(e, "text", "") for e in self.events if e.type == "token")
+        answer = answer_of(self.events)
         self.events.append(  # the engine had not recorded the run yet
             Done(
                 run_id=self.run_id,

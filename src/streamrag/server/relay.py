@@ -29,7 +29,7 @@ from streamrag.answer.events import (
     Error,
     Event,
     Sources,
-    Token,
+    answer_of,
     event_from_dict,
 )
 from streamrag.server.errors import ApiError
@@ -136,7 +136,7 @@ class RunRelay:
         ]
         if not published:
             return None
-        answer = "".join(event.text for event in published if isinstance(event, Token))
+        answer = answer_of(published)
         if isinstance(published[-1], Done):
             return answer
         seq = published[-1].seq + 1

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from redis import RedisError
 
-from streamrag.answer.events import Done, Event, Token
+from streamrag.answer.events import Done, Event, answer_of
 from streamrag.config import Settings
 from streamrag.history.base import RunHistory
 from streamrag.server.errors import ApiError
@@ -63,8 +63,8 @@ class Replicas:
         if shared[1]:  # its done was published
             return False
         await self.relay.cancel(run_id=run_id)
-        async with asyncio.timeout(self.settings.heartbeat_s * 2):
-            async for event in self.relay.follow(run_id, -1, 1.0, 1.0):
+        async with asyncio.timeout(self.settings.heartbeat_s * 2):  # from its last event on
+            async for event in self.relay.follow(run_id, shared[0], 1.0, 1.0):
                 if isinstance(event, Done):
                     break
         return True
@@ -138,8 +138,7 @@ class Replicas:
             message = f"the replica running this answer ({owner}) stopped"
             answer = await self.relay.end_lost(run_id, message)
             if answer is None:  # it published nothing: what its event log holds
-                logged = await asyncio.to_thread(self.history.events, run_id)
-                answer = "".join(e.text for e in logged if isinstance(e, Token))
+                answer = answer_of(await asyncio.to_thread(self.history.events, run_id))
             ended = await asyncio.to_thread(
                 self.history.interrupt, run_id, answer, "worker_lost", message
             )

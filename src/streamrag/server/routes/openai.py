@@ -12,14 +12,12 @@ from streamrag.answer.events import Error
 from streamrag.history.base import Turn
 from streamrag.kb import list_knowledge_bases
 from streamrag.server.errors import ApiError, failed_run
-from streamrag.server.live import LiveRun
 from streamrag.server.openai_api import (
     CHAT,
     TEXT,
     ChatCompletionRequest,
     CompletionRequest,
     Flavor,
-    StreamOptions,
     completion,
     completion_chunks,
 )
@@ -35,18 +33,22 @@ from streamrag.server.sse import EventStream
 router = APIRouter(tags=["openai"])
 
 
+def _responses(events: list[tuple[str, dict[str, Any]]], component: str) -> dict[int | str, Any]:
+    return {
+        **event_stream(
+            "The completion; with stream=true, its chunks as server-sent events.",
+            events,
+            "",
+            json_component=component,
+        ),
+        **errors(404, 502),
+    }
+
+
 @router.post(
     "/v1/chat/completions",
     response_model=None,
-    responses={
-        **event_stream(
-            "The completion; with stream=true, its chunks as server-sent events.",
-            COMPLETION_EVENTS,
-            "",
-            json_component="ChatCompletion",
-        ),
-        **errors(404, 502),
-    },
+    responses=_responses(COMPLETION_EVENTS, "ChatCompletion"),
 )
 async def chat_completions(
     request: ChatCompletionRequest, service: ServiceDep
@@ -56,56 +58,45 @@ async def chat_completions(
         question, history = request.question_and_history()
     except ValueError as exc:
         raise ApiError(422, "invalid_messages", str(exc)) from None
-    run = await _start(service, request.model, question, history)
-    return await _answer(service, run, request.model, request.stream, request.stream_options, CHAT)
+    return await _complete(service, request, question, history, CHAT)
 
 
 @router.post(
     "/v1/completions",
     response_model=None,
-    responses={
-        **event_stream(
-            "The completion; with stream=true, its chunks as server-sent events.",
-            TEXT_COMPLETION_EVENTS,
-            "",
-            json_component="TextCompletion",
-        ),
-        **errors(404, 502),
-    },
+    responses=_responses(TEXT_COMPLETION_EVENTS, "TextCompletion"),
 )
 async def completions(
     request: CompletionRequest, service: ServiceDep
 ) -> dict[str, Any] | EventStream:
     """OpenAI-compatible (legacy) completions, for clients that use no chat format
     (LlamaIndex's ``OpenAILike`` by default): the prompt is the question."""
-    run = await _start(service, request.model, request.prompt, None)
-    return await _answer(service, run, request.model, request.stream, request.stream_options, TEXT)
+    return await _complete(service, request, request.prompt, None, TEXT)
 
 
-async def _start(
-    service: Service, model: str, question: str, history: list[Turn] | None
-) -> LiveRun:
-    return await service.start(question, kb=None if model == "default" else model, history=history)
-
-
-async def _answer(
+async def _complete(
     service: Service,
-    run: LiveRun,
-    model: str,
-    stream: bool,
-    options: StreamOptions | None,
+    request: ChatCompletionRequest | CompletionRequest,
+    question: str,
+    history: list[Turn] | None,
     flavor: Flavor,
 ) -> dict[str, Any] | EventStream:
-    if stream:
-        include_usage = bool(options and options.include_usage)
+    """Answer ``question`` in the knowledge base ``request.model`` names, as chunks or as
+    the whole completion."""
+    kb = None if request.model == "default" else request.model
+    run = await service.start(question, kb=kb, history=history)
+    if request.stream:
+        options = request.stream_options
         events = run.follow(-1, service.settings.heartbeat_s)
-        chunks = completion_chunks(events, model, include_usage, flavor)
+        chunks = completion_chunks(
+            events, request.model, bool(options and options.include_usage), flavor
+        )
         return EventStream(chunks, headers={"X-Run-Id": run.run_id})
     events = await service.finished(run)
     error = next((e for e in events if isinstance(e, Error)), None)
     if error is not None:
         raise failed_run(error)
-    return completion(events, model, flavor)
+    return completion(events, request.model, flavor)
 
 
 @router.get("/v1/models")
