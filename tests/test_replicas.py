@@ -6,24 +6,35 @@ would be."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from test_server import sse_messages
-from test_server_hardening import served_process
+from test_server_hardening import sample_env, served_process
 
 from streamrag.config import Settings
-from streamrag.sample import DOCS
 
 from conftest import ScriptedLLM, free_port, running_mock, serving
 
 TOKENS = [f"t{i} " for i in range(40)]
+
+
+def read_until(
+    response: httpx.Response, enough: Callable[[list[dict[str, Any]]], bool]
+) -> tuple[list[dict[str, Any]], str]:
+    """The events of a stream until ``enough`` of them have come, and the last event id."""
+    seen: list[dict[str, Any]] = []
+    for message in sse_messages(response.iter_lines()):
+        if "data" in message:
+            seen.append(json.loads(message["data"]))
+            last_id = message["id"]
+            if enough(seen):
+                return seen, last_id
+    raise AssertionError(f"the stream ended after {len(seen)} events")
 
 
 def replicas_settings(server_settings: Settings, redis_url: str, **changes: Any) -> Settings:
@@ -41,14 +52,8 @@ def test_a_stream_started_on_one_replica_resumes_on_another(
         serving(settings, ScriptedLLM(TOKENS, delay=0.05)) as a,
         serving(settings, ScriptedLLM(["not me"])) as b,
     ):
-        seen: list[dict[str, Any]] = []
         with a.stream("POST", "/v1/chat/stream", json={"question": "退货要几天？"}) as response:
-            for message in sse_messages(response.iter_lines()):
-                if "data" in message:
-                    seen.append(json.loads(message["data"]))
-                    last_id = message["id"]
-                if len(seen) == 8:
-                    break
+            seen, last_id = read_until(response, lambda seen: len(seen) == 8)
         run_id = seen[0]["run_id"]
         headers = {"Last-Event-ID": last_id}
         with b.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
@@ -145,27 +150,13 @@ def test_a_replica_killed_mid_answer_has_its_run_ended_by_another(
     another replica ends the run — its client, resuming there, gets the events up to the
     loss, a retryable worker_lost error and done; the record says interrupted."""
     with running_mock(first_token_ms=10, inter_token_ms=50, tokens=400) as (base, _):
-        env = {
-            **os.environ,
-            "STREAMRAG_HOME": str(tmp_path / "home"),
-            "STREAMRAG_LLM_BASE_URL": base,
-            "STREAMRAG_EMBED_BASE_URL": base,
-            "STREAMRAG_EMBED_MODEL": "mock-embed",
-            "STREAMRAG_KB": "shop",
-            "STREAMRAG_REDIS_URL": redis_url,
-            "STREAMRAG_REPLICA_TIMEOUT_S": "3",
-        }
-        ingest = [sys.executable, "-m", "streamrag", "ingest", str(DOCS), "--kb", "shop"]
-        subprocess.run(ingest, env=env, check=True, capture_output=True)
+        settings = {"STREAMRAG_REDIS_URL": redis_url, "STREAMRAG_REPLICA_TIMEOUT_S": "3"}
+        env = sample_env(tmp_path / "home", base, **settings)
         with served_process(env) as (a, process), served_process(env) as (b, _):
-            seen: list[dict[str, Any]] = []
             with a.stream("POST", "/v1/chat/stream", json={"question": "退货要几天？"}) as response:
-                for message in sse_messages(response.iter_lines()):
-                    if "data" in message:
-                        seen.append(json.loads(message["data"]))
-                        last_id = message["id"]
-                    if sum(event["type"] == "token" for event in seen) == 5:
-                        break
+                seen, last_id = read_until(
+                    response, lambda seen: sum(e["type"] == "token" for e in seen) == 5
+                )
                 process.send_signal(signal.SIGKILL)
                 process.wait()
             run_id = seen[0]["run_id"]

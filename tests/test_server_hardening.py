@@ -48,22 +48,30 @@ def served_process(env: dict[str, str]) -> Iterator[tuple[httpx.Client, subproce
         process.wait()
 
 
+def sample_env(home: Path, mock_base: str, **settings: str) -> dict[str, str]:
+    """The environment of a ``streamrag`` process on the mock upstream, with the sample
+    ingested into knowledge base "shop" under ``home``."""
+    env = {
+        **os.environ,
+        "STREAMRAG_HOME": str(home),
+        "STREAMRAG_LLM_BASE_URL": mock_base,
+        "STREAMRAG_EMBED_BASE_URL": mock_base,
+        "STREAMRAG_EMBED_MODEL": "mock-embed",
+        "STREAMRAG_KB": "shop",
+        **settings,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "streamrag", "ingest", str(DOCS), "--kb", "shop"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return env
+
+
 def test_runs_in_flight_survive_a_kill_and_resume_from_their_log(tmp_path: Path) -> None:
     with running_mock(first_token_ms=10, inter_token_ms=50, tokens=400) as (base, _):
-        env = {
-            **os.environ,
-            "STREAMRAG_HOME": str(tmp_path / "home"),
-            "STREAMRAG_LLM_BASE_URL": base,
-            "STREAMRAG_EMBED_BASE_URL": base,
-            "STREAMRAG_EMBED_MODEL": "mock-embed",
-            "STREAMRAG_KB": "shop",
-        }
-        subprocess.run(
-            [sys.executable, "-m", "streamrag", "ingest", str(DOCS), "--kb", "shop"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        env = sample_env(tmp_path / "home", base)
         runs: dict[str, str] = {}  # run id -> the last event id its client saw
         with served_process(env) as (client, process):
             streams = []
