@@ -17,7 +17,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def chunk_ids(kb: KnowledgeBase) -> set[str]:
-    return {c.chunk_id for batch in kb.store.iter_chunks() for _, c in batch}
+    return {c.chunk_id for batch in kb.store.iter_chunks() for c in batch}
 
 
 def test_unchanged_files_are_skipped(fake_kb: KnowledgeBase, tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_pdf_chunks_carry_their_pages(fake_kb: KnowledgeBase, tmp_path: Path) ->
     page_one = "第一页：" + POLICY * 5
     page_two = "Page two: shipping takes two days. " * 3
     fake_kb.ingest([make_pdf(tmp_path / "m.pdf", [page_one, page_two])])
-    chunks = [c for batch in fake_kb.store.iter_chunks() for _, c in batch]
+    chunks = [c for batch in fake_kb.store.iter_chunks() for c in batch]
     assert chunks[0].page_start == 1
     assert chunks[-1].location == "p. 2"
     assert (

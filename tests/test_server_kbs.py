@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
-from streamrag.server.uploads import clean_name
+from streamrag.uploads import clean_name
 
 from conftest import ScriptedLLM, serving
 

@@ -279,7 +279,7 @@ def kb_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
                 "chunks": i.chunks,
                 "embed_model": i.embed_model,
                 "size_bytes": i.size_bytes,
-                "path": str(i.path),
+                "location": i.location,
             }
             for i in infos
         ]

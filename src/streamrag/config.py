@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         "0 cancels it at once.",
     )
     heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeats.")
+    database_url: str | None = Field(
+        None,
+        description="Where knowledge bases, sessions, run records and uploads are kept: unset "
+        "for the embedded SQLite files under home, or postgresql://user:password@host/db "
+        "(PostgreSQL with pgvector; schema created and upgraded by streamrag).",
+    )
     redis_url: str | None = Field(
         None,
         description="Redis shared by the replicas of 'streamrag serve': a run started on one "

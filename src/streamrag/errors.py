@@ -29,3 +29,7 @@ class EmbeddingModelMismatch(StreamragError):
 
 class LoadError(StreamragError):
     """A file could not be read into text (corrupt, encrypted, empty, unsupported ...)."""
+
+
+class BackendUnavailable(StreamragError):
+    """A service streamrag keeps its data in (PostgreSQL) cannot be reached; retry later."""

@@ -8,82 +8,42 @@
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from streamrag.backends import Backend, open_backend
 from streamrag.config import Settings, load_settings
 from streamrag.embed import LOCAL_MODELS, Embedder, make_embedder
-from streamrag.errors import (
-    DocumentNotFound,
-    EmbeddingModelMismatch,
-    InvalidName,
-    KnowledgeBaseNotFound,
-)
+from streamrag.errors import DocumentNotFound, EmbeddingModelMismatch, KnowledgeBaseNotFound
 from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
-from streamrag.records import DocumentInfo
+from streamrag.names import KB_NAME_PATTERN, check_kb_name
+from streamrag.records import DocumentInfo, KnowledgeBaseInfo
 from streamrag.retrieve.retriever import Mode, Retriever, SearchResults
 from streamrag.retrieve.tokenize import TOKENIZER_VERSION, tokenize
-from streamrag.store import SearchFilter, SQLiteStore, Store
+from streamrag.store import SearchFilter, Store
 
+__all__ = ["KB_NAME_PATTERN", "KnowledgeBase", "KnowledgeBaseInfo", "check_kb_name"]
 
-def _any_case(word: str) -> str:  # JSON Schema patterns have no case-insensitive flag
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
-
-
-_DEVICES = "|".join(
-    _any_case(name) for name in ("con", "prn", "aux", "nul", "com[0-9]", "lpt[0-9]")
-)
-_WORD = r"\p{L}\p{N}_"  # letters of any script, digits and '_': what Python's \w matches
-KB_NAME_PATTERN = (
-    rf"^(?!(?:{_DEVICES})(?:\.|$))(?!.*\.sqlite$)[{_WORD}](?:[{_WORD}.-]{{0,62}}[{_WORD}-])?$"
-)
-"""A knowledge base name: 1-64 letters (any script), digits, '_', '-' and '.', neither
-starting with '-' or '.' nor ending with '.'; not a name Windows reserves for a device
-(``con``, ``nul``, ``com1``, with or without an extension) nor one ending in ``.sqlite``, so
-that a name is one portable file name on every system. The API's schema says the same."""
-_NAME = re.compile(KB_NAME_PATTERN.replace(_WORD, r"\w"))  # Python's re has no \p{...}
 _EMBEDDERS: dict[tuple[object, ...], Embedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True, slots=True)
-class KnowledgeBaseInfo:
-    """A knowledge base as ``kb list`` shows it."""
-
-    name: str
-    path: Path
-    documents: int
-    chunks: int
-    embed_model: str | None
-    size_bytes: int
-    updated_at: str  # when it last changed (ISO 8601, UTC)
-
-
-def kb_dir(settings: Settings) -> Path:
-    return settings.home / "kb"
-
-
-def check_kb_name(name: str) -> str:
-    """``name`` if it is a valid knowledge base name (:data:`KB_NAME_PATTERN`), else
-    :class:`InvalidName` saying what a name may be."""
-    if not _NAME.fullmatch(name):
-        raise InvalidName(
-            f"invalid knowledge base name {name!r}: use 1-64 letters, digits, '_', '-' or '.',"
-            " not starting with '-' or '.', not ending with '.', and not a name Windows"
-            " reserves (con, nul, com1, ...)"
-        )
-    return name
-
-
-def kb_path(settings: Settings, name: str) -> Path:
-    return kb_dir(settings) / f"{check_kb_name(name)}.sqlite"
+@contextmanager
+def _backend(settings: Settings | None, backend: Backend | None) -> Iterator[Backend]:
+    """``backend``, or the configured one opened for this call."""
+    if backend is not None:
+        yield backend
+        return
+    opened = open_backend(settings or load_settings())
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def shared_embedder(settings: Settings, model: str | None = None) -> Embedder:
@@ -96,51 +56,36 @@ def shared_embedder(settings: Settings, model: str | None = None) -> Embedder:
         return _EMBEDDERS[key]
 
 
-def list_knowledge_bases(settings: Settings | None = None) -> list[KnowledgeBaseInfo]:
-    settings = settings or load_settings()
-    infos = []
-    for path in sorted(kb_dir(settings).glob("*.sqlite")):
-        store = SQLiteStore(path)
-        try:
-            documents, chunks = store.count()
-            stats = [p.stat() for p in path.parent.glob(path.name + "*")]
-            infos.append(
-                KnowledgeBaseInfo(
-                    name=path.stem,
-                    path=path,
-                    documents=documents,
-                    chunks=chunks,
-                    embed_model=store.get_meta("embed_model"),
-                    size_bytes=sum(stat.st_size for stat in stats),
-                    updated_at=datetime.fromtimestamp(
-                        max(stat.st_mtime for stat in stats), UTC
-                    ).isoformat(timespec="seconds"),
-                )
-            )
-        finally:
-            store.close()
-    return infos
+def list_knowledge_bases(
+    settings: Settings | None = None, backend: Backend | None = None
+) -> list[KnowledgeBaseInfo]:
+    with _backend(settings, backend) as opened:
+        return opened.catalog.list()
 
 
-def knowledge_base_exists(name: str, settings: Settings | None = None) -> bool:
-    return kb_path(settings or load_settings(), name).exists()
+def knowledge_base_exists(
+    name: str, settings: Settings | None = None, backend: Backend | None = None
+) -> bool:
+    with _backend(settings, backend) as opened:
+        return opened.catalog.exists(name)
 
 
-def drop_knowledge_base(name: str, settings: Settings | None = None) -> None:
-    """Delete a knowledge base and its files."""
-    settings = settings or load_settings()
-    path = kb_path(settings, name)
-    if not path.exists():
-        raise KnowledgeBaseNotFound(f"no knowledge base named {name!r}")
-    for suffix in ("-wal", "-shm", ""):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+def drop_knowledge_base(
+    name: str, settings: Settings | None = None, backend: Backend | None = None
+) -> None:
+    """Delete a knowledge base with its documents (and uploaded files)."""
+    with _backend(settings, backend) as opened:
+        if not opened.catalog.drop(name):
+            raise KnowledgeBaseNotFound(f"no knowledge base named {name!r}")
+        opened.uploads.drop(name)
 
 
 class KnowledgeBase:
     """A named knowledge base: ingest files, search them, list and remove documents.
 
-    ``settings`` defaults to the environment / ``.env`` / config file. With ``create=False``
-    a missing knowledge base raises :class:`KnowledgeBaseNotFound`.
+    ``settings`` defaults to the environment / ``.env`` / config file; ``backend`` to the
+    one they configure (opened here and closed by :meth:`close`). With ``create=False`` a
+    missing knowledge base raises :class:`KnowledgeBaseNotFound`.
     """
 
     def __init__(
@@ -149,24 +94,22 @@ class KnowledgeBase:
         *,
         settings: Settings | None = None,
         embedder: Embedder | None = None,
-        store: Store | None = None,
+        backend: Backend | None = None,
         create: bool = True,
     ) -> None:
         self.settings = settings or load_settings()
-        self.name = name or self.settings.kb
-        self._created = False
-        if store is None:
-            path = kb_path(self.settings, self.name)
-            if not path.exists():
-                if not create:
-                    raise KnowledgeBaseNotFound(
-                        f"no knowledge base named {self.name!r}"
-                        " (create it with 'streamrag ingest PATH --kb NAME')"
-                    )
-                self._created = True
-            path.parent.mkdir(parents=True, exist_ok=True)
-            store = SQLiteStore(path)
-        self.store = store
+        self.name = check_kb_name(name or self.settings.kb)
+        self._owns_backend = backend is None
+        self.backend = backend or open_backend(self.settings)
+        catalog = self.backend.catalog
+        self._created = not catalog.exists(self.name)
+        if self._created and not create:
+            self._close_backend()
+            raise KnowledgeBaseNotFound(
+                f"no knowledge base named {self.name!r}"
+                " (create it with 'streamrag ingest PATH --kb NAME')"
+            )
+        self.store: Store = catalog.open(self.name)
         self._embedder = embedder
         if self.store.get_meta("bm25_tokenizer") != TOKENIZER_VERSION:
             self._rebuild_keyword_index()
@@ -174,9 +117,9 @@ class KnowledgeBase:
     def _rebuild_keyword_index(self) -> None:
         """Re-derive every chunk's BM25 terms from its stored text (the tokenizer changed)."""
         terms = {
-            row_id: tokenize(chunk.indexed_text)
+            chunk.chunk_id: tokenize(chunk.indexed_text)
             for batch in self.store.iter_chunks()
-            for row_id, chunk in batch
+            for chunk in batch
         }
         self.store.replace_terms(terms, {"bm25_tokenizer": TOKENIZER_VERSION})
 
@@ -215,11 +158,11 @@ class KnowledgeBase:
     def reembed(self, embedder: Embedder | None = None) -> int:
         """Re-embed every chunk with ``embedder`` (default: the configured one), atomically."""
         embedder = embedder or shared_embedder(self.settings)
-        vectors: dict[int, np.ndarray] = {}
+        vectors: dict[str, np.ndarray] = {}
         for batch in self.store.iter_chunks(self.settings.embed_batch_size):
-            texts = [chunk.indexed_text for _, chunk in batch]
-            for (row_id, _), vector in zip(batch, embedder.embed_documents(texts), strict=True):
-                vectors[row_id] = vector
+            texts = [chunk.indexed_text for chunk in batch]
+            for chunk, vector in zip(batch, embedder.embed_documents(texts), strict=True):
+                vectors[chunk.chunk_id] = vector
         self.store.replace_vectors(
             vectors, {"embed_model": embedder.name, "embed_dim": str(embedder.dim)}
         )
@@ -299,7 +242,12 @@ class KnowledgeBase:
         empty = self._created and self.store.count()[0] == 0
         self.store.close()
         if empty:
-            drop_knowledge_base(self.name, self.settings)
+            self.backend.catalog.drop(self.name)
+        self._close_backend()
+
+    def _close_backend(self) -> None:
+        if self._owns_backend:
+            self.backend.close()
 
     def __enter__(self) -> KnowledgeBase:
         return self

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 from streamrag.answer.engine import AnswerEngine, AnswerSettings
 from streamrag.answer.events import CitedSource, Done, Error, Event, RunStarted, Source, Sources
+from streamrag.backends import Backend, History
 from streamrag.config import Settings, load_settings
-from streamrag.history.sqlite import SQLiteHistory
 from streamrag.kb import KnowledgeBase
 from streamrag.llm import LLM, make_llm
 
@@ -76,9 +76,10 @@ class RAG:
     """Answers over one knowledge base (default: the configured one) with the configured LLM.
 
     ``overrides`` are settings fields (``kb="docs"``, ``llm_base_url=...``); ``llm`` replaces
-    the configured model; ``create=False`` refuses a knowledge base that does not exist. Runs
-    are recorded in ``history`` (default ``<home>/history.sqlite``); a ``session_id`` makes
-    follow-up questions use the conversation so far.
+    the configured model; ``create=False`` refuses a knowledge base that does not exist. The
+    knowledge base and the runs' records are kept by ``backend`` (default: the configured
+    one, opened here and closed by :meth:`close`); a ``session_id`` makes follow-up
+    questions use the conversation so far.
     """
 
     def __init__(
@@ -87,7 +88,7 @@ class RAG:
         *,
         settings: Settings | None = None,
         llm: LLM | None = None,
-        history: SQLiteHistory | None = None,
+        backend: Backend | None = None,
         create: bool = True,
         **overrides: Any,
     ) -> None:
@@ -96,8 +97,8 @@ class RAG:
             self.kb = kb
         else:
             self.settings = settings or load_settings(**overrides)
-            self.kb = KnowledgeBase(kb, settings=self.settings, create=create)
-        self.history = history or SQLiteHistory(self.settings.home / "history.sqlite")
+            self.kb = KnowledgeBase(kb, settings=self.settings, backend=backend, create=create)
+        self.history: History = self.kb.backend.history
         self._llm = llm
         self._engine: AnswerEngine | None = None
         self._engine_lock = threading.Lock()
@@ -205,7 +206,6 @@ class RAG:
                 closing = self._engine.llm.aclose()
                 asyncio.run_coroutine_threadsafe(closing, self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
-        self.history.close()
         self.kb.close()
 
     async def aclose(self) -> None:

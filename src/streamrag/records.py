@@ -36,6 +36,19 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class KnowledgeBaseInfo:
+    """A knowledge base as ``kb list`` shows it."""
+
+    name: str
+    location: str  # its file, or the database that holds it (without a password)
+    documents: int
+    chunks: int
+    embed_model: str | None
+    size_bytes: int
+    updated_at: str  # when it last changed (ISO 8601, UTC)
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """A stored chunk: the unit that is embedded, indexed, retrieved and cited."""
 

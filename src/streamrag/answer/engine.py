@@ -38,7 +38,7 @@ from streamrag.answer.events import (
 from streamrag.answer.prompt import build_messages
 from streamrag.config import Settings
 from streamrag.history.base import Memory, RunLog, RunRecord, Turn
-from streamrag.history.sqlite import now
+from streamrag.history.sql import now
 from streamrag.kb import KnowledgeBase
 from streamrag.llm.base import LLM, LLMError
 from streamrag.store import SearchFilter

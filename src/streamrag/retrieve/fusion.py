@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-Ranking = Sequence[tuple[int, float]]
+Ranking = Sequence[tuple[str, float]]  # (chunk id, score), best first
 
 # BM25 confidence: relative drop from its best score to the score GAP_RANK places below.
 GAP_RANK = 3
@@ -36,23 +36,29 @@ def vector_weight(keyword: Ranking) -> float:
     return VECTOR_WEIGHT_UNSURE + (VECTOR_WEIGHT_SURE - VECTOR_WEIGHT_UNSURE) * confidence
 
 
-def fuse(keyword: Ranking, vector: Ranking) -> list[tuple[int, float]]:
-    """One ranking from both, best first: ``(row id, fused score in [0, 1])``."""
+def fuse(keyword: Ranking, vector: Ranking) -> list[tuple[str, float]]:
+    """One ranking from both, best first: ``(chunk id, fused score in [0, 1])``; ties keep
+    the better of their ranks in either list."""
     weight = vector_weight(keyword)
     keyword_norm = _min_max(keyword)
     vector_norm = _min_max(vector)
+    rank: dict[str, int] = {}
+    for ranking in (keyword, vector):
+        for place, (chunk_id, _) in enumerate(ranking):
+            rank[chunk_id] = min(place, rank.get(chunk_id, place))
     fused = {
-        row_id: weight * vector_norm.get(row_id, 0.0) + (1 - weight) * keyword_norm.get(row_id, 0.0)
-        for row_id in keyword_norm.keys() | vector_norm.keys()
+        chunk_id: weight * vector_norm.get(chunk_id, 0.0)
+        + (1 - weight) * keyword_norm.get(chunk_id, 0.0)
+        for chunk_id in rank
     }
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+    return sorted(fused.items(), key=lambda item: (-item[1], rank[item[0]]))
 
 
-def _min_max(ranking: Ranking) -> dict[int, float]:
+def _min_max(ranking: Ranking) -> dict[str, float]:
     if not ranking:
         return {}
     scores = [score for _, score in ranking]
     low, high = min(scores), max(scores)
     if high == low:
-        return dict.fromkeys((row_id for row_id, _ in ranking), 1.0)
-    return {row_id: (score - low) / (high - low) for row_id, score in ranking}
+        return dict.fromkeys((chunk_id for chunk_id, _ in ranking), 1.0)
+    return {chunk_id: (score - low) / (high - low) for chunk_id, score in ranking}

@@ -53,9 +53,9 @@ class Retriever:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         depth = max(self.candidates, k)
-        vector: list[tuple[int, float]] = []
-        keyword: list[tuple[int, float]] = []
-        pending: Future[list[tuple[int, float]]] | None = None
+        vector: list[tuple[str, float]] = []
+        keyword: list[tuple[str, float]] = []
+        pending: Future[list[tuple[str, float]]] | None = None
         degraded = None
         if mode in ("hybrid", "bm25"):
             pending = _KEYWORD_POOL.submit(self.store.keyword_search, tokenize(query), depth, where)
@@ -80,19 +80,19 @@ class Retriever:
             ranked = keyword[:k]
         else:
             ranked = fuse(keyword, vector)[:k]
-        chunks = self.store.get_chunks([row_id for row_id, _ in ranked])
+        chunks = self.store.get_chunks([chunk_id for chunk_id, _ in ranked])
         vector_scores = dict(vector)
         bm25_scores = dict(keyword)
         results = SearchResults(
             SearchHit(
-                chunk=chunks[row_id],
+                chunk=chunks[chunk_id],
                 score=score,
                 rank=rank,
-                vector_score=vector_scores.get(row_id),
-                bm25_score=bm25_scores.get(row_id),
+                vector_score=vector_scores.get(chunk_id),
+                bm25_score=bm25_scores.get(chunk_id),
             )
-            for rank, (row_id, score) in enumerate(ranked, start=1)
-            if row_id in chunks
+            for rank, (chunk_id, score) in enumerate(ranked, start=1)
+            if chunk_id in chunks
         )
         results.degraded = degraded
         return results

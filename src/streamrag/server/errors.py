@@ -11,9 +11,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from streamrag.answer.events import Error
-from streamrag.errors import DocumentNotFound, InvalidName, KnowledgeBaseNotFound, StreamragError
+from streamrag.errors import (
+    BackendUnavailable,
+    DocumentNotFound,
+    InvalidName,
+    KnowledgeBaseNotFound,
+    StreamragError,
+)
 
-STATUS = {KnowledgeBaseNotFound: 404, DocumentNotFound: 404, InvalidName: 422}
+STATUS = {
+    KnowledgeBaseNotFound: 404,
+    DocumentNotFound: 404,
+    InvalidName: 422,
+    BackendUnavailable: 503,  # retryable: the database is back by itself
+}
 
 
 class ApiError(StreamragError):

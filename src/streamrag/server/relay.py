@@ -6,6 +6,7 @@ reader on any replica resumes after a ``Last-Event-ID`` with one ``XREAD``: noth
 nothing repeated. The stream expires ``keep_s`` after the run's ``done``; the run's record and
 event log (the history store) stay the lasting copy.
 
+Ingests of one knowledge base take turns through a Redis lock (``streamrag:lock:ingest:<kb>``).
 Cancel and session-delete requests are published on ``streamrag:cancel``; every replica
 listens and stops its own runs. A replica that follows a run it does not own marks it
 followed (``streamrag:followed:<run_id>``, expiring), so the owner's grace period for a
@@ -16,9 +17,12 @@ by whichever replica sees it first.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
 
@@ -203,6 +207,29 @@ class RunRelay:
             await on_cancel(request.get("run_id"), request.get("session_id"))
         except Exception:
             log.exception("could not cancel %s", request)
+
+    @asynccontextmanager
+    async def lock(self, name: str, ttl_s: float = 30.0) -> AsyncIterator[None]:
+        """Hold the replicas' lock ``name`` (waiting for it as long as it takes). It is
+        renewed while held and expires ``ttl_s`` after a replica holding it died."""
+        lock = self.redis.lock(f"streamrag:lock:{name}", timeout=ttl_s, sleep=0.05)
+        try:
+            await lock.acquire()
+        except redis.RedisError as exc:
+            raise RelayUnavailable.because(exc) from exc
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl_s / 3)
+                await lock.reacquire()
+
+        renewing = asyncio.create_task(renew(), name=f"lock-{name}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(redis.RedisError):  # expired, or Redis away: it lapses
+                await lock.release()
 
     async def aclose(self) -> None:
         await self.redis.aclose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
 from redis import RedisError
 
@@ -79,6 +80,10 @@ class Replicas:
                 if all(run.finished for run in runs):
                     return
                 await asyncio.sleep(0.05)
+
+    def ingest_lock(self, kb: str) -> AbstractAsyncContextManager[None]:
+        """The replicas' turn to change knowledge base ``kb``."""
+        return self.relay.lock(f"ingest:{kb}")
 
     async def join(self) -> None:
         """Beat (before the first run begins here, so no replica takes it for lost), then

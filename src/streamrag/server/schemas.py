@@ -14,7 +14,7 @@ from pydantic import (
 )
 
 from streamrag.errors import InvalidName
-from streamrag.kb import KB_NAME_PATTERN, check_kb_name
+from streamrag.names import KB_NAME_PATTERN, check_kb_name
 from streamrag.store import SearchFilter
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # session ids

@@ -1,4 +1,5 @@
-"""What the routes share: settings, one :class:`RAG` per knowledge base, the live runs."""
+"""What the routes share: settings, the backend, one :class:`KnowledgeBase` and (for
+answers) one :class:`RAG` per knowledge base, the live runs."""
 
 from __future__ import annotations
 
@@ -7,18 +8,19 @@ import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
 from streamrag.answer.events import Done, Event
+from streamrag.backends import Backend, open_backend
 from streamrag.config import Settings
 from streamrag.history.base import Turn
-from streamrag.history.sqlite import SQLiteHistory
 from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent
-from streamrag.kb import knowledge_base_exists
+from streamrag.kb import KnowledgeBase
 from streamrag.llm import LLM, make_llm
 from streamrag.rag import RAG
 from streamrag.server.errors import ApiError
@@ -29,19 +31,21 @@ from streamrag.server.observe import TRACE_ID
 from streamrag.server.relay import RunRelay
 from streamrag.server.replicas import Replicas
 from streamrag.server.sse import EventStream, sse_bytes
-from streamrag.server.uploads import UploadFolder
 from streamrag.store import SearchFilter
 
 log = logging.getLogger("streamrag.server")
 
 
 class Service:
-    """The state of one ``streamrag serve``: answerers sharing one model and one history,
-    the runs in flight, the metrics."""
+    """The state of one ``streamrag serve``: the backend, answerers sharing one model, the
+    runs in flight, the metrics."""
 
-    def __init__(self, settings: Settings, llm: LLM | None = None) -> None:
+    def __init__(
+        self, settings: Settings, llm: LLM | None = None, backend: Backend | None = None
+    ) -> None:
         self.settings = settings
-        self.history = SQLiteHistory(settings.home / "history.sqlite")
+        self.backend = backend or open_backend(settings)
+        self.history = self.backend.history
         self.metrics = Metrics()
         relay = RunRelay(settings.redis_url) if settings.redis_url else None
         self.runs = LiveRuns(grace_s=settings.resume_grace_s, metrics=self.metrics, relay=relay)
@@ -50,39 +54,51 @@ class Service:
         )
         self._llm = llm
         self._owns_llm = llm is None
+        self._kbs: dict[str, KnowledgeBase] = {}
         self._rags: dict[str, RAG] = {}
         self._lock = threading.Lock()
         self._ingest_locks: dict[str, asyncio.Lock] = {}
         self._ingest_workers = IngestWorkers(settings.ingest_workers)
         self._ingests: set[asyncio.Task[None]] = set()
 
-    def rag(self, kb: str | None, *, create: bool = False) -> RAG:
-        """The answerer of a knowledge base (blocking: opens it, may load the model)."""
+    def knowledge_base(self, kb: str | None) -> KnowledgeBase:
+        """An existing knowledge base, to list, search or change (blocking: opens it)."""
         name = kb or self.settings.kb
         with self._lock:
-            if name not in self._rags:
+            if name not in self._kbs:
+                self._kbs[name] = KnowledgeBase(
+                    name, settings=self.settings, backend=self.backend, create=False
+                )
+            return self._kbs[name]
+
+    def rag(self, kb: str | None) -> RAG:
+        """The answerer of a knowledge base (blocking: opens it, makes the model)."""
+        base = self.knowledge_base(kb)
+        with self._lock:
+            if base.name not in self._rags:
                 if self._llm is None:
                     self._llm = make_llm(self.settings)
-                self._rags[name] = RAG(
-                    name, settings=self.settings, llm=self._llm, history=self.history, create=create
-                )
-            return self._rags[name]
+                self._rags[base.name] = RAG(base, llm=self._llm)
+            return self._rags[base.name]
 
     def forget(self, kb: str) -> None:
-        """Close a knowledge base's answerer (before the knowledge base is dropped)."""
+        """Close a knowledge base (before it is dropped)."""
         with self._lock:
-            rag = self._rags.pop(kb, None)
-        if rag is not None:
-            rag.kb.close()
+            self._rags.pop(kb, None)
+            base = self._kbs.pop(kb, None)
+        if base is not None:
+            base.close()
 
-    def uploads(self, kb: str) -> UploadFolder:
-        """A knowledge base's uploaded files."""
-        return UploadFolder(self.settings.home / "uploads" / kb)
-
-    def ingest_lock(self, kb: str) -> asyncio.Lock:
-        """One ingest (or document removal) at a time per knowledge base; waiting for it
-        holds no thread."""
-        return self._ingest_locks.setdefault(kb, asyncio.Lock())
+    @asynccontextmanager
+    async def ingest_turn(self, kb: str) -> AsyncIterator[None]:
+        """One ingest (or document removal, or drop) at a time per knowledge base, across
+        the replicas too; waiting for it holds no thread."""
+        async with self._ingest_locks.setdefault(kb, asyncio.Lock()):
+            if self.replicas is None:
+                yield
+                return
+            async with self.replicas.ingest_lock(kb):
+                yield
 
     async def ingest(self, kb: str, origins: dict[Path, Origin]) -> AsyncIterator[IngestEvent]:
         """Ingest stored uploads in a worker process, in turn with the knowledge base's other
@@ -92,15 +108,16 @@ class Service:
 
         async def run() -> None:
             try:
-                async with self.ingest_lock(kb):
+                async with self.ingest_turn(kb):
                     events = self._ingest_workers.ingest(self.settings, kb, list(origins), origins)
                     async for event in events:
                         queue.put_nowait(event)
-                    if not knowledge_base_exists(kb, self.settings):  # every file failed
-                        await asyncio.to_thread(self.uploads(kb).drop)
+                    if not await asyncio.to_thread(self.backend.catalog.exists, kb):
+                        await asyncio.to_thread(self.backend.uploads.drop, kb)  # all failed
             except Exception as exc:  # reported to the reader, never lost in the task
                 queue.put_nowait(exc)
             finally:
+                await asyncio.to_thread(self.backend.uploads.release, origins)
                 queue.put_nowait(None)
 
         task = asyncio.create_task(run(), name=f"ingest-{kb}")
@@ -229,6 +246,9 @@ class Service:
         await asyncio.to_thread(self._ingest_workers.close)
         if self._owns_llm and self._llm is not None:
             await self._llm.aclose()
+        for base in self._kbs.values():
+            await asyncio.to_thread(base.close)
+        await asyncio.to_thread(self.backend.close)
 
 
 async def _iterate(events: Iterable[Event]) -> AsyncIterator[Event]:

@@ -1,8 +1,10 @@
 """The Store protocol and the records written through it.
 
 A store holds one knowledge base: documents, chunks with their vectors, and a BM25 index,
-updated in transactions. The embedded default is :class:`streamrag.store.sqlite.SQLiteStore`;
-a server engine implements the same methods.
+updated in transactions: a :class:`DocumentStore` with a :class:`KeywordIndex` and a
+:class:`VectorIndex`. Implementations: :class:`streamrag.store.sqlite.SQLiteStore` (embedded)
+and :class:`streamrag.postgres.store.PostgresStore`; tests/test_store_contract.py holds both to
+the same contract.
 """
 
 from __future__ import annotations
@@ -55,24 +57,9 @@ class SearchFilter:
     def is_empty(self) -> bool:
         return not (self.doc_ids or self.source_glob or self.meta)
 
-    def to_sql(self) -> tuple[str, list[Any]]:
-        """A WHERE clause over ``documents d`` and its parameters."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.doc_ids:
-            clauses.append(f"d.doc_id IN ({','.join('?' * len(self.doc_ids))})")
-            params += self.doc_ids
-        if self.source_glob:
-            clauses.append("d.source GLOB ?")
-            params.append(self.source_glob)
-        for key, value in self.meta:
-            clauses.append("json_extract(d.meta, ?) = ?")
-            params += ['$."' + key.replace('"', '\\"') + '"', value]
-        return " AND ".join(clauses) or "1", params
 
-
-class Store(Protocol):
-    """What retrieval and ingestion need from a knowledge base's storage."""
+class DocumentStore(Protocol):
+    """A knowledge base's documents and chunks, replaced whole in transactions."""
 
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, values: dict[str, str]) -> None: ...
@@ -85,15 +72,30 @@ class Store(Protocol):
         self, writes: Sequence[DocumentWrite], delete: Iterable[str] = ()
     ) -> None: ...
     def delete_documents(self, doc_ids: Iterable[str]) -> int: ...
-    def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]: ...
+    def get_chunks(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]: ...
     def get_chunk(self, chunk_id: str) -> Chunk | None: ...
-    def iter_chunks(self, batch: int = 256) -> Iterable[list[tuple[int, Chunk]]]: ...
-    def replace_vectors(self, vectors: dict[int, np.ndarray], meta: dict[str, str]) -> None: ...
-    def replace_terms(self, terms: dict[int, list[str]], meta: dict[str, str]) -> None: ...
+    def iter_chunks(self, batch: int = 256) -> Iterable[list[Chunk]]: ...
+    def close(self) -> None: ...
+
+
+class KeywordIndex(Protocol):
+    """BM25 over each chunk's terms (from :func:`streamrag.retrieve.tokenize.tokenize`)."""
+
+    def replace_terms(self, terms: dict[str, list[str]], meta: dict[str, str]) -> None: ...
     def keyword_search(
         self, terms: Sequence[str], k: int, where: SearchFilter | None = None
-    ) -> list[tuple[int, float]]: ...
+    ) -> list[tuple[str, float]]: ...
+
+
+class VectorIndex(Protocol):
+    """Nearest chunks by cosine similarity of normalized vectors."""
+
+    def replace_vectors(self, vectors: dict[str, np.ndarray], meta: dict[str, str]) -> None: ...
     def vector_search(
         self, query: np.ndarray, k: int, where: SearchFilter | None = None
-    ) -> list[tuple[int, float]]: ...
-    def close(self) -> None: ...
+    ) -> list[tuple[str, float]]: ...
+
+
+class Store(DocumentStore, KeywordIndex, VectorIndex, Protocol):
+    """One knowledge base: what ingestion and retrieval need. Search results and chunk
+    lookups are keyed by ``chunk_id``, best first."""

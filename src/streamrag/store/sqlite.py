@@ -197,17 +197,17 @@ class SQLiteStore:
 
     # -- chunks and search ---------------------------------------------------------------
 
-    def get_chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
-        """Chunks by their row id (the id the indexes return)."""
-        if not ids:
+    def get_chunks(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
+        """Chunks by id (those that exist)."""
+        if not chunk_ids:
             return {}
-        marks = ",".join("?" * len(ids))
+        marks = ",".join("?" * len(chunk_ids))
         rows = self._db().execute(
-            f"SELECT c.id, {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
-            f" WHERE c.id IN ({marks})",
-            list(ids),
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
+            f" WHERE c.chunk_id IN ({marks})",
+            list(chunk_ids),
         )
-        return {row[0]: _chunk(row[1:]) for row in rows}
+        return {row[0]: _chunk(row) for row in rows}
 
     def get_chunk(self, chunk_id: str) -> Chunk | None:
         row = (
@@ -221,8 +221,8 @@ class SQLiteStore:
         )
         return None if row is None else _chunk(row)
 
-    def iter_chunks(self, batch: int = 256) -> Iterable[list[tuple[int, Chunk]]]:
-        """All chunks in row order, in lists of ``batch`` (for re-embedding)."""
+    def iter_chunks(self, batch: int = 256) -> Iterable[list[Chunk]]:
+        """All chunks in the order they were written, in lists of ``batch``."""
         last = 0
         while True:
             rows = (
@@ -237,32 +237,32 @@ class SQLiteStore:
             if not rows:
                 return
             last = rows[-1][0]
-            yield [(row[0], _chunk(row[1:])) for row in rows]
+            yield [_chunk(row[1:]) for row in rows]
 
-    def replace_vectors(self, vectors: dict[int, np.ndarray], meta: dict[str, str]) -> None:
+    def replace_vectors(self, vectors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
         """Swap every chunk's vector and the model metadata in one transaction."""
         with self._transaction() as db:
             db.executemany(
-                "UPDATE chunks SET embedding = ? WHERE id = ?",
+                "UPDATE chunks SET embedding = ? WHERE chunk_id = ?",
                 ((np.asarray(v, dtype=np.float32).tobytes(), i) for i, v in vectors.items()),
             )
             _put_meta(db, meta)
 
-    def replace_terms(self, terms: dict[int, list[str]], meta: dict[str, str]) -> None:
+    def replace_terms(self, terms: dict[str, list[str]], meta: dict[str, str]) -> None:
         """Rebuild the BM25 index from new terms for every chunk, in one transaction."""
         with self._transaction() as db:
             db.execute("DELETE FROM chunks_fts")
             db.executemany(
-                "INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)",
-                ((row_id, " ".join(words)) for row_id, words in terms.items()),
+                "INSERT INTO chunks_fts (rowid, terms) SELECT id, ? FROM chunks WHERE chunk_id = ?",
+                ((" ".join(words), chunk_id) for chunk_id, words in terms.items()),
             )
             _put_meta(db, meta)
 
-    def allowed_ids(self, where: SearchFilter | None) -> np.ndarray | None:
+    def _allowed_rows(self, where: SearchFilter | None) -> np.ndarray | None:
         """Row ids of the chunks a filter lets through (None: no filter)."""
         if where is None or where.is_empty():
             return None
-        sql, params = where.to_sql()
+        sql, params = _filter_sql(where)
         rows = self._db().execute(
             f"SELECT c.id FROM chunks c JOIN documents d USING (doc_id) WHERE {sql}", params
         )
@@ -270,16 +270,16 @@ class SQLiteStore:
 
     def keyword_search(
         self, terms: Sequence[str], k: int, where: SearchFilter | None = None
-    ) -> list[tuple[int, float]]:
-        """BM25 over the FTS5 index: ``(row id, score)`` best first, higher is better."""
+    ) -> list[tuple[str, float]]:
+        """BM25 over the FTS5 index: ``(chunk id, score)`` best first, higher is better."""
         terms = self._selective_terms(terms)
         if not terms:
             return []
         query = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-        sql = "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?"
+        sql = "SELECT rowid, -bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
         params: list[Any] = [query]
         if where is not None and not where.is_empty():
-            filter_sql, filter_params = where.to_sql()
+            filter_sql, filter_params = _filter_sql(where)
             sql += (
                 " AND rowid IN (SELECT c.id FROM chunks c JOIN documents d USING (doc_id)"
                 f" WHERE {filter_sql})"
@@ -287,7 +287,11 @@ class SQLiteStore:
             params += filter_params
         sql += " ORDER BY rank LIMIT ?"
         params.append(k)
-        return [(int(i), float(s)) for i, s in self._db().execute(sql, params)]
+        ranked = (
+            f"SELECT c.chunk_id, best.score FROM ({sql}) best JOIN chunks c ON c.id = best.rowid"
+            " ORDER BY best.score DESC"
+        )
+        return [(chunk_id, float(score)) for chunk_id, score in self._db().execute(ranked, params)]
 
     def _selective_terms(self, terms: Sequence[str]) -> list[str]:
         """The distinct terms worth querying, rarest first (see MAX_QUERY_TERMS)."""
@@ -316,18 +320,34 @@ class SQLiteStore:
 
     def vector_search(
         self, query: np.ndarray, k: int, where: SearchFilter | None = None
-    ) -> list[tuple[int, float]]:
-        """Exact cosine search: ``(row id, similarity)`` best first."""
+    ) -> list[tuple[str, float]]:
+        """Exact cosine search: ``(chunk id, similarity)`` best first."""
         index = self._current_vectors()
-        return index.search(query, k, self.allowed_ids(where))
+        return index.search(query, k, self._allowed_rows(where))
 
     def _current_vectors(self) -> VectorIndex:
         generation = self.generation()
         with self._vectors_lock:
             if self._vectors.generation != generation:
-                rows = self._db().execute("SELECT id, embedding FROM chunks ORDER BY id")
+                rows = self._db().execute("SELECT id, chunk_id, embedding FROM chunks ORDER BY id")
                 self._vectors = VectorIndex.from_rows(rows, generation)
             return self._vectors
+
+
+def _filter_sql(where: SearchFilter) -> tuple[str, list[Any]]:
+    """A WHERE clause over ``documents d`` and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.doc_ids:
+        clauses.append(f"d.doc_id IN ({','.join('?' * len(where.doc_ids))})")
+        params += where.doc_ids
+    if where.source_glob:
+        clauses.append("d.source GLOB ?")
+        params.append(where.source_glob)
+    for key, value in where.meta:
+        clauses.append("json_extract(d.meta, ?) = ?")
+        params += ['$."' + key.replace('"', '\\"') + '"', value]
+    return " AND ".join(clauses) or "1", params
 
 
 def _put_meta(db: sqlite3.Connection, values: dict[str, str]) -> None:

@@ -176,8 +176,8 @@ async def run_sources(run_id: str, service: ServiceDep) -> list[dict[str, Any]]:
     (``score`` is not recorded: null). A chunk no longer stored — its document changed or
     was removed — is listed with ``missing: true`` and its id only."""
     record = await _record(service, run_id)
-    rag = await asyncio.to_thread(service.rag, record.kb)
-    chunks = await asyncio.to_thread(lambda: [rag.kb.store.get_chunk(c) for c in record.retrieved])
+    base = await asyncio.to_thread(service.knowledge_base, record.kb)
+    chunks = await asyncio.to_thread(lambda: [base.store.get_chunk(c) for c in record.retrieved])
     return [
         {**asdict(Source.from_chunk(number, chunk, None)), "missing": False}
         if chunk is not None

@@ -1,7 +1,7 @@
 """Knowledge bases: list, drop, search; upload documents with ingest progress as SSE; list
 and delete documents.
 
-Uploads are kept by :class:`~streamrag.server.uploads.UploadFolder`: their documents have
+Uploads are kept by :class:`~streamrag.uploads.UploadFolder`: their documents have
 opaque ids and the uploaded name as their source; uploading the same name again replaces the
 file (unchanged content is then skipped by the incremental ingest, changed content replaced).
 """
@@ -71,7 +71,7 @@ _MULTIPART = {
 @router.get("/v1/kbs")
 async def list_kbs(service: ServiceDep) -> list[dict[str, Any]]:
     """The knowledge bases with their sizes, embedding model and when each last changed."""
-    infos = await asyncio.to_thread(list_knowledge_bases, service.settings)
+    infos = await asyncio.to_thread(list_knowledge_bases, service.settings, service.backend)
     return [
         {
             "name": info.name,
@@ -91,10 +91,9 @@ async def drop_kb(kb: KbPath, service: ServiceDep) -> dict[str, Any]:
 
     def drop() -> None:
         service.forget(kb)
-        drop_knowledge_base(kb, service.settings)
-        service.uploads(kb).drop()
+        drop_knowledge_base(kb, service.settings, service.backend)
 
-    async with service.ingest_lock(kb):
+    async with service.ingest_turn(kb):
         await asyncio.to_thread(drop)
     return {"kb": kb, "dropped": True}
 
@@ -102,8 +101,8 @@ async def drop_kb(kb: KbPath, service: ServiceDep) -> dict[str, Any]:
 @router.get("/v1/kbs/{kb}/documents", responses=errors(404))
 async def list_documents(kb: KbPath, service: ServiceDep) -> list[dict[str, Any]]:
     """The documents of a knowledge base."""
-    rag = await asyncio.to_thread(service.rag, kb)
-    documents = await asyncio.to_thread(rag.kb.documents)
+    base = await asyncio.to_thread(service.knowledge_base, kb)
+    documents = await asyncio.to_thread(base.documents)
     return [asdict(document) for document in documents]
 
 
@@ -111,17 +110,17 @@ async def list_documents(kb: KbPath, service: ServiceDep) -> list[dict[str, Any]
 async def delete_document(kb: KbPath, doc_id: str, service: ServiceDep) -> dict[str, Any]:
     """Remove a document by its id; the uploaded file it came from goes with the last of
     that file's documents."""
-    rag = await asyncio.to_thread(service.rag, kb)
+    base = await asyncio.to_thread(service.knowledge_base, kb)
 
     def remove() -> int:
-        store = rag.kb.store
+        store = base.store
         [source] = [d.source for d in store.list_documents() if d.doc_id == doc_id] or [None]
-        removed = rag.kb.remove(doc_id, by_path=False)
+        removed = base.remove(doc_id, by_path=False)
         if source is not None and not store.doc_ids_by_source(source):
-            service.uploads(kb).discard(source)
+            service.backend.uploads.discard(kb, source)
         return removed
 
-    async with service.ingest_lock(kb):
+    async with service.ingest_turn(kb):
         removed = await asyncio.to_thread(remove)
     return {"kb": kb, "doc_id": doc_id, "removed": removed}
 
@@ -130,9 +129,9 @@ async def delete_document(kb: KbPath, doc_id: str, service: ServiceDep) -> dict[
 async def search(kb: KbPath, request: SearchRequest, service: ServiceDep) -> dict[str, Any]:
     """The best chunks for a query (hybrid, vector or BM25) as ``hits``; ``degraded`` says
     why a hybrid search ranked by BM25 alone (the query could not be embedded), else null."""
-    rag = await asyncio.to_thread(service.rag, kb)
+    base = await asyncio.to_thread(service.knowledge_base, kb)
     where = request.filters.to_filter() if request.filters else None
-    hits = await asyncio.to_thread(rag.kb.search, request.query, request.k, request.mode, where)
+    hits = await asyncio.to_thread(base.search, request.query, request.k, request.mode, where)
     return {"hits": [hit.to_dict() for hit in hits], "degraded": hits.degraded}
 
 
@@ -192,7 +191,7 @@ async def upload(
                     f"{file.filename!r}: unsupported file type {suffix or '(none)'!r}; "
                     f"supported: {', '.join(sorted(LOADERS))}",
                 )
-        origins = await asyncio.to_thread(service.uploads(kb).save, files)
+        origins = await asyncio.to_thread(service.backend.uploads.save, kb, files)
     finally:
         await form.close()
     events = service.ingest(kb, origins)

@@ -102,7 +102,7 @@ async def _complete(
 @router.get("/v1/models")
 async def models(service: ServiceDep) -> dict[str, Any]:
     """The knowledge bases, as OpenAI models."""
-    infos = await asyncio.to_thread(list_knowledge_bases, service.settings)
+    infos = await asyncio.to_thread(list_knowledge_bases, service.settings, service.backend)
     return {
         "object": "list",
         "data": [

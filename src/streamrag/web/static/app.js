@@ -10,7 +10,7 @@ import { Sidebar } from "./sessions.js";
 import { Turn } from "./turn.js";
 
 const $ = (selector) => document.querySelector(selector);
-// streamrag.kb.KB_NAME_PATTERN without the reserved names (the server refuses those itself)
+// streamrag.names.KB_NAME_PATTERN without the reserved names (the server refuses those itself)
 const KB_NAME = /^[\p{L}\p{N}_](?:[\p{L}\p{N}_.-]{0,62}[\p{L}\p{N}_-])?$/u;
 
 const state = { kb: null, sessionId: null, run: null, pinned: true, idleMs: 0 };
