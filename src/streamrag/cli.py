@@ -54,8 +54,10 @@ kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_i
 eval_app = typer.Typer(
     help="Measure retrieval and answer quality on an evaluation set.", no_args_is_help=True
 )
+db_app = typer.Typer(help="The database's schema.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
+app.add_typer(db_app, name="db")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -80,13 +82,21 @@ def root(
         str | None,
         typer.Option("--embed-model", help="e5-small, use-m3, or an API model name."),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="postgresql://... to keep everything in PostgreSQL (env: "
+            "STREAMRAG_DATABASE_URL); default: the embedded files in the data directory.",
+        ),
+    ] = None,
 ) -> None:
     if config is not None:
         os.environ[CONFIG_ENV] = str(config)
     # a broken PDF is reported as that file's failure; pypdf's own warnings about it
     # ("EOF marker not found") would only break the progress bars
     logging.getLogger("pypdf").setLevel(logging.ERROR)
-    ctx.obj = {"home": home, "embed_model": embed_model}
+    ctx.obj = {"home": home, "embed_model": embed_model, "database_url": database_url}
 
 
 def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
@@ -269,8 +279,9 @@ def _parse_meta(items: list[str]) -> Iterator[tuple[str, str]]:
 
 @kb_app.command("list")
 def kb_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """List the knowledge bases in the data directory."""
-    infos = list_knowledge_bases(_settings(ctx))
+    """List the knowledge bases."""
+    with _reported():
+        infos = list_knowledge_bases(_settings(ctx))
     if as_json:
         rows = [
             {
@@ -347,6 +358,60 @@ def kb_drop(
     with _reported():
         drop_knowledge_base(name, _settings(ctx))
     console.print(f"dropped knowledge base {name!r}")
+
+
+@kb_app.command("migrate")
+def kb_migrate(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Knowledge bases to copy (default: all).")
+    ] = None,
+    to: Annotated[str, typer.Option("--to", help="The target: postgresql://...")] = "",
+    history: Annotated[bool, typer.Option(help="Copy the sessions and run records too.")] = True,
+) -> None:
+    """Copy knowledge bases (documents, chunks, vectors) and the history into another
+    backend, such as PostgreSQL. Run it again to finish a copy that stopped."""
+    from streamrag.backends import open_backend
+    from streamrag.migrate import copy_history, copy_knowledge_base
+
+    if not to:
+        raise typer.BadParameter("name the target database", param_hint="--to")
+    settings = _settings(ctx)
+    with _reported():
+        source = open_backend(settings)
+        target = open_backend(settings.model_copy(update={"database_url": to}))
+        try:
+            for name in names or [info.name for info in source.catalog.list()]:
+                done = copy_knowledge_base(source, target, name)
+                console.print(
+                    f"knowledge base {escape(name)!r}: {done.copied} documents copied,"
+                    f" {done.skipped} there already"
+                )
+            if history:
+                done = copy_history(source, target)
+                console.print(f"history: {done.copied} runs copied, {done.skipped} there already")
+        finally:
+            source.close()
+            target.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or upgrade streamrag's schema in the configured database (serve does it on
+    start as well)."""
+    from streamrag.backends import open_backend
+
+    with _reported():
+        backend = open_backend(_settings(ctx))
+        try:
+            applied = backend.upgrade()
+        finally:
+            backend.close()
+    where = backend.catalog.location
+    if applied:
+        console.print(f"{escape(where)}: applied {', '.join(applied)}")
+    else:
+        console.print(f"{escape(where)}: the schema is up to date")
 
 
 @kb_app.command("reembed")
@@ -647,6 +712,13 @@ def serve(
             "--kb", help="Knowledge base when a request names none, and the page's first."
         ),
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            help="Redis shared with the other replicas (env: STREAMRAG_REDIS_URL).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web page and the HTTP API (SSE, OpenAI-compatible) on HOST:PORT."""
     import uvicorn
@@ -655,7 +727,7 @@ def serve(
     from streamrag.server.observe import configure_logging
 
     with _reported():
-        application = create_app(_settings(ctx, **({"kb": kb} if kb else {})))
+        application = create_app(_settings(ctx, kb=kb, redis_url=redis_url))
     configure_logging()
     uvicorn.run(application, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)
 

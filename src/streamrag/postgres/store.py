@@ -246,6 +246,16 @@ class PostgresStore:
             if vectors:
                 _ensure_vector_index(db, kb, len(next(iter(vectors.values()))))
 
+    def get_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those chunks that exist."""
+        with self.database.connection() as db:
+            rows = db.execute(
+                "SELECT c.chunk_id, c.embedding FROM chunks c JOIN knowledge_bases k"
+                " USING (kb_id) WHERE k.name = %s AND c.chunk_id = ANY(%s)",
+                (self.name, list(chunk_ids)),
+            ).fetchall()
+        return {chunk_id: np.asarray(vector, dtype=np.float32) for chunk_id, vector in rows}
+
     def replace_terms(self, terms: dict[str, list[str]], meta: dict[str, str]) -> None:
         """Rebuild the BM25 index from new terms for every chunk, in one transaction."""
         with self._write() as (db, kb):

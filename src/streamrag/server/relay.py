@@ -24,6 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import redis as sync_redis
 import redis.asyncio as redis
 
 from streamrag.answer.events import (
@@ -36,6 +37,8 @@ from streamrag.answer.events import (
     answer_of,
     event_from_dict,
 )
+from streamrag.backends import redact
+from streamrag.errors import BackendUnavailable
 from streamrag.server.errors import ApiError
 
 log = logging.getLogger("streamrag.server")
@@ -61,6 +64,15 @@ class RelayUnavailable(ApiError):
     @classmethod
     def because(cls, exc: Exception) -> RelayUnavailable:
         return cls(503, "redis_unavailable", f"the replicas' Redis cannot be reached: {exc}")
+
+
+def ensure_reachable(url: str) -> None:
+    """Refuse to start without the replicas' Redis: :class:`BackendUnavailable` naming its
+    URL without the password."""
+    try:
+        sync_redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+    except sync_redis.RedisError as exc:
+        raise BackendUnavailable(f"Redis at {redact(url)} cannot be reached: {exc}") from exc
 
 
 class RunRelay:

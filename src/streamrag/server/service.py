@@ -28,7 +28,7 @@ from streamrag.server.ingest import IngestWorkers
 from streamrag.server.live import LiveRun, LiveRuns
 from streamrag.server.metrics import Metrics
 from streamrag.server.observe import TRACE_ID
-from streamrag.server.relay import RunRelay
+from streamrag.server.relay import RunRelay, ensure_reachable
 from streamrag.server.replicas import Replicas
 from streamrag.server.sse import EventStream, sse_bytes
 from streamrag.store import SearchFilter
@@ -47,7 +47,10 @@ class Service:
         self.backend = backend or open_backend(settings)
         self.history = self.backend.history
         self.metrics = Metrics()
-        relay = RunRelay(settings.redis_url) if settings.redis_url else None
+        relay = None
+        if settings.redis_url:
+            ensure_reachable(settings.redis_url)
+            relay = RunRelay(settings.redis_url)
         self.runs = LiveRuns(grace_s=settings.resume_grace_s, metrics=self.metrics, relay=relay)
         self.replicas = (
             Replicas(relay, self.runs, self.history, settings) if relay is not None else None

@@ -248,6 +248,16 @@ class SQLiteStore:
             )
             _put_meta(db, meta)
 
+    def get_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those chunks that exist."""
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        rows = self._db().execute(
+            f"SELECT chunk_id, embedding FROM chunks WHERE chunk_id IN ({marks})", list(chunk_ids)
+        )
+        return {chunk_id: np.frombuffer(blob, dtype=np.float32) for chunk_id, blob in rows}
+
     def replace_terms(self, terms: dict[str, list[str]], meta: dict[str, str]) -> None:
         """Rebuild the BM25 index from new terms for every chunk, in one transaction."""
         with self._transaction() as db:
