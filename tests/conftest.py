@@ -224,9 +224,19 @@ def mock() -> Iterator[str]:
 
 
 @pytest.fixture
-def server_settings(tmp_path: Path, mock: str) -> Settings:
+def server_settings(request: pytest.FixtureRequest, tmp_path: Path, mock: str) -> Settings:
+    """Settings of a service on the mock upstream with the sample ingested as ``shop``; on
+    the embedded backend, or on PostgreSQL where a module parametrizes it so
+    (``pytest.mark.parametrize("server_settings", BACKENDS, indirect=True)``)."""
+    database_url = None
+    if getattr(request, "param", "embedded") == "postgresql":
+        database_url = new_database(request.getfixturevalue("postgres_server"))
     settings = load_settings(
-        home=tmp_path / "home", kb="shop", embed_base_url=mock, embed_model="mock-embed"
+        home=tmp_path / "home",
+        kb="shop",
+        embed_base_url=mock,
+        embed_model="mock-embed",
+        database_url=database_url,
     )
     with KnowledgeBase("shop", settings=settings) as kb:
         assert kb.ingest([DOCS]).ok
@@ -291,7 +301,10 @@ def new_database(server: Any) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture(params=["embedded", "postgresql"])
+BACKENDS = ["embedded", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
 def backend_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     """The test settings on each backend: the embedded files, then PostgreSQL."""
     if request.param == "embedded":

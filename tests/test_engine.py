@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,9 @@ import pytest
 from streamrag import KnowledgeBase
 from streamrag.answer.engine import AnswerEngine, AnswerSettings
 from streamrag.answer.events import Event
+from streamrag.backends import History, open_backend
+from streamrag.config import Settings
 from streamrag.history.base import Turn
-from streamrag.history.sqlite import SQLiteHistory
 from streamrag.llm.base import ChatMessage, LLMDelta
 
 from conftest import ScriptedLLM, consume_then_cancel
@@ -137,12 +138,15 @@ def test_configured_instructions_replace_the_default_wording(kb: KnowledgeBase) 
 
 
 @pytest.fixture
-def history(tmp_path: Path) -> SQLiteHistory:
-    return SQLiteHistory(tmp_path / "history.sqlite")
+def history(backend_settings: Settings) -> Iterator[History]:
+    """The run log and memory of each backend (the engine records runs there)."""
+    backend = open_backend(backend_settings)
+    yield backend.history
+    backend.close()
 
 
 def recorded_engine(
-    kb: KnowledgeBase, llm: ScriptedLLM, history: SQLiteHistory, **settings: object
+    kb: KnowledgeBase, llm: ScriptedLLM, history: History, **settings: object
 ) -> AnswerEngine:
     return AnswerEngine(
         kb,
@@ -153,7 +157,7 @@ def recorded_engine(
     )
 
 
-def test_every_run_is_recorded_before_done(kb: KnowledgeBase, history: SQLiteHistory) -> None:
+def test_every_run_is_recorded_before_done(kb: KnowledgeBase, history: History) -> None:
     llm = ScriptedLLM(["七天内", "可以退货", "[1]。"])
     events = collect(recorded_engine(kb, llm, history), "可以退货吗？", session_id="s1")
     done = events[-1].to_dict()
@@ -171,7 +175,7 @@ def test_every_run_is_recorded_before_done(kb: KnowledgeBase, history: SQLiteHis
 
 
 def test_a_cancelled_run_is_recorded_with_its_partial_answer(
-    kb: KnowledgeBase, history: SQLiteHistory
+    kb: KnowledgeBase, history: History
 ) -> None:
     llm = ScriptedLLM([f"t{i} " for i in range(1000)], delay=0.005)
     consume_then_cancel(recorded_engine(kb, llm, history).run("退货", run_id="r1"), after=0.3)
@@ -182,7 +186,7 @@ def test_a_cancelled_run_is_recorded_with_its_partial_answer(
 
 
 def test_closing_the_stream_records_the_run_as_cancelled(
-    kb: KnowledgeBase, history: SQLiteHistory
+    kb: KnowledgeBase, history: History
 ) -> None:
     async def run() -> None:
         stream = recorded_engine(kb, ScriptedLLM(["a", "b", "c", "d"]), history).run(
@@ -198,7 +202,7 @@ def test_closing_the_stream_records_the_run_as_cancelled(
     assert record is not None and (record.finish_reason, record.answer) == ("cancelled", "a")
 
 
-def test_a_failed_run_is_recorded_with_its_error(kb: KnowledgeBase, history: SQLiteHistory) -> None:
+def test_a_failed_run_is_recorded_with_its_error(kb: KnowledgeBase, history: History) -> None:
     events = collect(
         recorded_engine(kb, ScriptedLLM(["七天", "内", "x"], fail_after=2), history), "退货"
     )
@@ -241,7 +245,7 @@ class CondensingLLM(ScriptedLLM):
 
 
 def test_a_follow_up_is_condensed_with_the_stored_history(
-    kb: KnowledgeBase, history: SQLiteHistory
+    kb: KnowledgeBase, history: History
 ) -> None:
     llm = CondensingLLM("退货时需要附上发票吗？")
     engine = recorded_engine(kb, llm, history)
@@ -260,7 +264,7 @@ def test_a_follow_up_is_condensed_with_the_stored_history(
 
 
 def test_a_self_contained_follow_up_is_not_sent_to_the_model(
-    kb: KnowledgeBase, history: SQLiteHistory
+    kb: KnowledgeBase, history: History
 ) -> None:
     llm = CondensingLLM("unused")
     collect(
@@ -273,14 +277,14 @@ def test_a_self_contained_follow_up_is_not_sent_to_the_model(
 
 @pytest.mark.parametrize("reply", ["", "\n\n", "很长" * 200])
 def test_an_unusable_rewrite_falls_back_to_the_rules(
-    kb: KnowledgeBase, history: SQLiteHistory, reply: str
+    kb: KnowledgeBase, history: History, reply: str
 ) -> None:
     llm = CondensingLLM(reply)
     events = collect(recorded_engine(kb, llm, history), "它呢？", history=[Turn("退货要几天？")])
     assert events[-1].to_dict()["standalone_question"] == "退货要几天？ 它呢？"
 
 
-def test_condense_modes_rules_and_off(kb: KnowledgeBase, history: SQLiteHistory) -> None:
+def test_condense_modes_rules_and_off(kb: KnowledgeBase, history: History) -> None:
     turns = [Turn("How long is the return window?", "Seven days [1].")]
     for mode, expected in [
         ("rules", "How long is the return window? And for refunds?"),
@@ -293,7 +297,7 @@ def test_condense_modes_rules_and_off(kb: KnowledgeBase, history: SQLiteHistory)
         assert not llm.condense_requests
 
 
-def test_the_history_window_is_bounded_in_tokens(kb: KnowledgeBase, history: SQLiteHistory) -> None:
+def test_the_history_window_is_bounded_in_tokens(kb: KnowledgeBase, history: History) -> None:
     turns = [Turn(f"第{i}个问题：退货规则{i}是什么？", "回答" * 20) for i in range(30)]
     llm = CondensingLLM("退货规则是什么？")
     engine = recorded_engine(kb, llm, history, history_tokens=300)

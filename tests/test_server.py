@@ -15,7 +15,10 @@ import pytest
 from streamrag.config import Settings
 from streamrag.llm.openai_compat import OpenAIChat
 
-from conftest import ScriptedLLM, serving, stats
+from conftest import BACKENDS, ScriptedLLM, serving, stats
+
+# every test here on both backends: the embedded files and PostgreSQL
+pytestmark = pytest.mark.parametrize("server_settings", BACKENDS, indirect=True)
 
 
 def sse_messages(lines: Iterator[str], retry: list[str] | None = None) -> Iterator[dict[str, str]]:

@@ -7,10 +7,16 @@ import json
 from urllib.parse import quote
 
 import httpx
+import psycopg
+import pytest
 
+from streamrag.config import Settings
 from streamrag.uploads import clean_name
 
-from conftest import ScriptedLLM, serving
+from conftest import BACKENDS, ScriptedLLM, serving
+
+# every test here on both backends: the embedded files and PostgreSQL
+pytestmark = pytest.mark.parametrize("server_settings", BACKENDS, indirect=True)
 
 LLM = ScriptedLLM(["ok"])
 POLICY = "退货政策：商品签收后七天内可无理由退货，运费由买家承担。\n\n换货需在十五天内申请。"
@@ -65,6 +71,16 @@ def test_upload_streams_ingest_progress_then_the_documents_are_searchable(server
         assert client.get("/v1/models").json()["data"][0]["id"] in kbs
 
 
+def stored_uploads(settings: Settings, kb: str) -> list[str]:
+    """The file names of a knowledge base's kept uploads: files in its folder (embedded), or
+    rows of the uploads table (PostgreSQL)."""
+    if settings.database_url is None:
+        return sorted(p.name for p in (settings.home / "uploads" / kb).rglob("*") if p.is_file())
+    with psycopg.connect(settings.database_url) as db:
+        rows = db.execute("SELECT name FROM uploads WHERE kb = %s", (kb,)).fetchall()
+    return sorted(clean_name(name) for (name,) in rows)
+
+
 def test_uploading_the_same_file_again_is_skipped_and_a_changed_one_replaced(server_settings):
     with serving(server_settings, LLM) as client:
         upload(client, "kb2", ("faq.md", MANUAL.encode()))
@@ -76,12 +92,11 @@ def test_uploading_the_same_file_again_is_skipped_and_a_changed_one_replaced(ser
         hits = client.post("/v1/kbs/kb2/search", json={"query": "descale", "mode": "bm25"})
         assert [hit["text"] for hit in hits.json()["hits"]] == ["Never descale."]
 
-        uploads = server_settings.home / "uploads" / "kb2"
-        assert len(list(uploads.rglob("faq.md"))) == 1
+        assert stored_uploads(server_settings, "kb2") == ["faq.md"]
         deleted = client.delete(f"/v1/kbs/kb2/documents/{document['doc_id']}")
         assert deleted.status_code == 200 and deleted.json()["removed"] == 1
         assert client.get("/v1/kbs/kb2/documents").json() == []
-        assert list(uploads.iterdir()) == [], "the uploaded file goes with it"
+        assert stored_uploads(server_settings, "kb2") == [], "the uploaded file goes with it"
         missing = client.delete("/v1/kbs/kb2/documents/nope")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "document_not_found"
@@ -89,14 +104,15 @@ def test_uploading_the_same_file_again_is_skipped_and_a_changed_one_replaced(ser
 
 def test_deleting_an_upload_removes_its_file_with_a_linked_home(server_settings, tmp_path):
     link = tmp_path / "linked-home"
+    server_settings.home.mkdir(parents=True, exist_ok=True)
     link.symlink_to(server_settings.home)
     settings = server_settings.model_copy(update={"home": link})
     with serving(settings, LLM) as client:
         upload(client, "kb5", ("faq.md", MANUAL.encode()), stream="false")
         (document,) = client.get("/v1/kbs/kb5/documents").json()
-        (stored,) = (link / "uploads" / "kb5").rglob("faq.md")
+        assert stored_uploads(settings, "kb5") == ["faq.md"]
         assert client.delete(f"/v1/kbs/kb5/documents/{document['doc_id']}").status_code == 200
-        assert not stored.exists()
+        assert stored_uploads(settings, "kb5") == []
 
 
 def test_a_file_name_never_becomes_a_path(server_settings):
@@ -106,8 +122,12 @@ def test_a_file_name_never_becomes_a_path(server_settings):
             client, "kb3", ("../../../escape.txt", b"text that tries to escape"), stream="false"
         ).json()
         assert report["ingested"] == ["../../../escape.txt"]
-        (stored,) = (home / "uploads" / "kb3").rglob("*.txt")
-        assert stored.name == "escape.txt" and stored.parent.parent == home / "uploads" / "kb3"
+        assert stored_uploads(server_settings, "kb3") == ["escape.txt"]
+        if server_settings.database_url is None:
+            (stored,) = (home / "uploads" / "kb3").rglob("*.txt")
+            assert stored.parent.parent == home / "uploads" / "kb3"
+        else:  # ingested from a local copy that is gone once ingested
+            assert not list((home / "spool").iterdir())
         assert not list(home.parent.glob("escape.txt"))
     assert clean_name("..\\..\\evil.md") == "evil.md"
     assert clean_name("a/b/\x00c\nd.txt") == "cd.txt"
@@ -151,7 +171,7 @@ def test_dropping_a_knowledge_base_removes_it_and_its_uploads(server_settings):
         assert client.delete("/v1/kbs/gone").json() == {"kb": "gone", "dropped": True}
         assert "gone" not in [kb["name"] for kb in client.get("/v1/kbs").json()]
         assert client.get("/v1/kbs/gone/documents").status_code == 404
-        assert not (server_settings.home / "uploads" / "gone").exists()
+        assert stored_uploads(server_settings, "gone") == []
 
 
 def test_history_and_question_limits(server_settings):
@@ -180,8 +200,7 @@ def test_a_document_id_never_reaches_outside_its_upload(server_settings):
     home = server_settings.home
     with serving(server_settings, LLM) as client:
         upload(client, "other", ("keep.txt", POLICY.encode()), stream="false")
-        kept = list((home / "uploads" / "other").rglob("keep.txt"))
-        assert len(kept) == 1
+        assert stored_uploads(server_settings, "other") == ["keep.txt"]
         hostile_id = f"{home}/uploads/A/../x"
         line = json.dumps({"id": hostile_id, "text": "hostile document"})
         report = upload(client, "A", ("lines.jsonl", line.encode()), stream="false").json()
@@ -191,7 +210,7 @@ def test_a_document_id_never_reaches_outside_its_upload(server_settings):
 
         deleted = client.delete(f"/v1/kbs/A/documents/{quote(hostile_id, safe='')}")
         assert deleted.status_code == 200, deleted.text
-        assert kept[0].exists(), "another knowledge base's upload survived"
+        assert stored_uploads(server_settings, "other") == ["keep.txt"], "another kb's upload"
         assert client.get("/v1/kbs/other/documents").json()
 
         upload(client, "A", ("plain.txt", b"a plain uploaded document"), stream="false")

@@ -14,6 +14,8 @@ from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.adapt import Dumper
+from psycopg.types import string
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from streamrag.backends import redact
@@ -158,6 +160,8 @@ class PostgresDatabase:
         self.pool.open(wait=False)
 
     def _configure(self, connection: psycopg.Connection[Any]) -> None:
+        for dumper in _NUL_SAFE_DUMPERS:
+            connection.adapters.register_dumper(str, dumper)
         if self._vector_ready:
             register_vector(connection)
         connection.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
@@ -219,6 +223,32 @@ def _migrate(connection: psycopg.Connection[Any]) -> list[str]:
             connection.execute("INSERT INTO streamrag_migrations (version) VALUES (%s)", (version,))
             applied.append(version)
     return applied
+
+
+def _nul_safe(base: type[Dumper]) -> type[Dumper]:
+    """``base`` storing U+FFFD for NUL, which PostgreSQL text cannot hold (SQLite can): a
+    document id, file name or question with a NUL is kept, and found again, as the same
+    string with U+FFFD in its place."""
+
+    def dump(self: Dumper, obj: str) -> Any:
+        return base.dump(self, obj.replace("\x00", "\ufffd"))
+
+    return type(f"NulSafe{base.__name__}", (base,), {"dump": dump})
+
+
+# in psycopg's order: the last one registered is the default for str
+_NUL_SAFE_DUMPERS = [
+    _nul_safe(base)
+    for base in (
+        string.StrBinaryDumperName,
+        string.StrBinaryDumperVarchar,
+        string.StrBinaryDumper,
+        string.StrDumperName,
+        string.StrDumperVarchar,
+        string.StrDumper,
+        string.StrDumperUnknown,
+    )
+]
 
 
 class QmarkDatabase:
