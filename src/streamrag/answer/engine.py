@@ -198,9 +198,15 @@ class AnswerEngine:
         )
         moment = time.perf_counter()
         if history is None and self.memory is not None:
-            history = await asyncio.to_thread(
-                self.memory.history, run.session_id, self.settings.history_turns
-            )
+            try:
+                history = await asyncio.to_thread(
+                    self.memory.history, run.session_id, self.settings.history_turns
+                )
+            except Exception as exc:  # the history's store is away: say so, end with done
+                log.exception("conversation history unavailable for run %s", run.run_id)
+                message = f"the conversation history cannot be read: {exc}"
+                yield self._fail(run, "history_unavailable", message, retryable=True)
+                return
         run.standalone = run.question
         if history:
             yield Status(run_id=run.run_id, seq=next(run.seq), stage="condensing")
@@ -291,8 +297,9 @@ class AnswerEngine:
         return run.error
 
     async def _record(self, run: _Run, *, begin: bool = False) -> None:
-        """Write the run record off the loop (``begin``: as the run starts); a cancellation
-        cannot interrupt the write."""
+        """Write the run record off the loop (``begin``: as the run starts, and a run that
+        cannot be recorded does not start: the error is raised before any event); a
+        cancellation cannot interrupt the write."""
         if self.runlog is None:
             return
         record = RunRecord(
@@ -314,8 +321,10 @@ class AnswerEngine:
             else {"code": run.error.code, "message": run.error.message},
             invalid_citations=run.invalid_citations,
         )
-        write = self.runlog.begin if begin else self.runlog.record
+        if begin:
+            await asyncio.shield(asyncio.to_thread(self.runlog.begin, record))
+            return
         try:
-            await asyncio.shield(asyncio.to_thread(write, record))
+            await asyncio.shield(asyncio.to_thread(self.runlog.record, record))
         except Exception:  # a failed write must not break the answer stream
             log.exception("could not record run %s", run.run_id)

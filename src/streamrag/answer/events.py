@@ -7,7 +7,7 @@ is its stable JSON form. The answer is exactly the concatenation of the ``token`
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -136,6 +136,35 @@ class Done(Event):
 def answer_of(events: Iterable[Event]) -> str:
     """The answer so far: the concatenation of the token texts."""
     return "".join(event.text for event in events if isinstance(event, Token))
+
+
+def ending(
+    events: Sequence[Event], *, code: str, message: str, finish_reason: FinishReason
+) -> list[Event]:
+    """An ``error`` (retryable) and a ``done`` that end a run whose own end will never come
+    (its process died, or its log cannot be written), after ``events``: the done carries the
+    answer, citations and sources those events hold."""
+    seq = events[-1].seq + 1 if events else 0
+    run_id = events[0].run_id if events else ""
+    return [
+        Error(run_id=run_id, seq=seq, code=code, message=message, retryable=True),
+        Done(
+            run_id=run_id,
+            seq=seq + 1,
+            answer=answer_of(events),
+            citations=[
+                CitedSource(e.number, e.chunk_id, e.offset)
+                for e in events
+                if isinstance(e, Citation)
+            ],
+            finish_reason=finish_reason,
+            timings={},
+            usage={},
+            sources=next(
+                ([s.chunk_id for s in e.sources] for e in events if isinstance(e, Sources)), []
+            ),
+        ),
+    ]
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from streamrag.backends import redact
 from streamrag.errors import BackendUnavailable, ConfigError
 
-CONNECT_TIMEOUT_S = 5
+CONNECT_TIMEOUT_S = 3
 HNSW_EF_SEARCH = 100  # candidates an HNSW scan keeps: above the 50 a hybrid search reads
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -149,7 +149,8 @@ class PostgresDatabase:
             max_size=max_connections,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
             configure=self._configure,
-            timeout=CONNECT_TIMEOUT_S * 2,
+            check=ConnectionPool.check_connection,  # after a restart: a new one, not an error
+            timeout=CONNECT_TIMEOUT_S,  # a database that is away answers 503 after this
             open=False,
         )
         self._vector_ready = False

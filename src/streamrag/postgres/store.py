@@ -254,7 +254,7 @@ class PostgresStore:
                 " USING (kb_id) WHERE k.name = %s AND c.chunk_id = ANY(%s)",
                 (self.name, list(chunk_ids)),
             ).fetchall()
-        return {chunk_id: np.asarray(vector, dtype=np.float32) for chunk_id, vector in rows}
+        return {chunk_id: vector.to_numpy().astype(np.float32) for chunk_id, vector in rows}
 
     def replace_terms(self, terms: dict[str, list[str]], meta: dict[str, str]) -> None:
         """Rebuild the BM25 index from new terms for every chunk, in one transaction."""

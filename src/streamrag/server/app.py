@@ -8,7 +8,6 @@ in :mod:`streamrag.server.routes`, one module per resource, over a shared
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,9 +60,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(service.recover)
-        if service.replicas is not None:
-            await service.replicas.join()
+        await service.open()
         yield
         await service.aclose()
 

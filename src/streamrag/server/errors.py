@@ -49,7 +49,10 @@ async def error_response(_: Request, exc: Exception) -> JSONResponse:
     else:
         status = STATUS.get(type(exc), 400)
         code = _snake(type(exc).__name__)
-    return JSONResponse({"error": {"code": code, "message": str(exc)}}, status_code=status)
+    headers = {"Retry-After": "1"} if status == 503 else None  # it comes back by itself
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc)}}, status_code=status, headers=headers
+    )
 
 
 def _snake(name: str) -> str:

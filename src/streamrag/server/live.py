@@ -21,7 +21,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from streamrag.answer.events import Done, Event, RunStarted, answer_of
+from streamrag.answer.events import Done, Event, RunStarted, answer_of, ending
+from streamrag.errors import BackendUnavailable
 from streamrag.history.base import RunEventLog, RunLog
 from streamrag.server.metrics import Metrics
 from streamrag.server.relay import RunRelay
@@ -29,6 +30,7 @@ from streamrag.server.relay import RunRelay
 log = logging.getLogger("streamrag.server")
 
 HEARTBEAT = None  # what follow() yields when nothing happened for heartbeat_s
+SHARE_RETRY_S = 1.0
 
 
 class LiveRun:
@@ -61,8 +63,25 @@ class LiveRun:
         self._grace_check: asyncio.Task[None] | None = None
         self._changed: asyncio.Future[None] | None = None
         self._owner = owner
-        self._shared = 0  # events already published to the other replicas; -1: not shared
+        self._shared = 0  # events already published to the other replicas
+        self._share_retry_at = 0.0
+        self._sharing: asyncio.Task[None] | None = None
+        self._log_lost: BackendUnavailable | None = None  # the event log cannot be written
+        self._failure: BaseException | None = None  # what stopped it before its first event
         self.task = asyncio.create_task(self._drive(events), name=f"run-{run_id}")
+
+    async def begun(self) -> None:
+        """Wait for the run's first event; raise what stopped it before one (its record
+        could not be written: the store is away)."""
+        while not self.events and not self.finished:
+            await self._changed_or_ended()
+        if not self.events and self._failure is not None:
+            raise self._failure
+
+    async def _changed_or_ended(self) -> None:
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._changed)
 
     async def _drive(self, events: AsyncIterator[Event]) -> None:
         try:
@@ -75,41 +94,67 @@ class LiveRun:
                 if time.monotonic() - self._last_flush >= self._flush_s:
                     await self._flush()
         except asyncio.CancelledError:
-            await self._append_cancelled_done()
-        except Exception:  # the engine reports its own failures; this is a bug
-            log.exception("run %s failed", self.run_id)
+            if self._log_lost is None:
+                await self._append_cancelled_done()
+            else:  # stopped because nothing of it could be kept: say so
+                message = f"the run could not be kept, so it was stopped: {self._log_lost}"
+                self.events += ending(
+                    self.events, code="store_unavailable", message=message, finish_reason="error"
+                )
+        except Exception as exc:  # before the first event: the run could not begin
+            self._failure = exc
+            if self.events:  # the engine reports its own failures; this is a bug
+                log.exception("run %s failed", self.run_id)
         finally:
             self.finished = True
             self._notify()
+            self._share_retry_at = 0.0
             await asyncio.shield(self._share())
             await asyncio.shield(self._flush())
             self._owner.run_finished(self)
+            if self._shared < len(self.events):  # Redis away: its followers elsewhere wait
+                self._sharing = asyncio.create_task(self._share_eventually())
 
     async def _share(self) -> None:
-        """Publish the events the other replicas have not been sent (with a relay). After a
-        failure the run is no longer shared: its answer goes on, read here."""
+        """Publish the events the other replicas have not been sent (with a relay), in
+        order. After a failure (Redis away) the answer goes on, read here; the events it
+        missed are published with the next one at least ``SHARE_RETRY_S`` later."""
         relay = self._owner.relay
-        if relay is None or self._shared < 0:
+        if relay is None or time.monotonic() < self._share_retry_at:
             return
         try:
             while self._shared < len(self.events):
                 await relay.publish(self.events[self._shared])
                 self._shared += 1
-        except Exception:
-            log.exception("run %s: other replicas will not see its events", self.run_id)
-            self._shared = -1
+        except Exception as exc:
+            log.warning("run %s: other replicas do not see its events yet: %s", self.run_id, exc)
+            self._share_retry_at = time.monotonic() + SHARE_RETRY_S
+
+    async def _share_eventually(self) -> None:
+        """Publish the rest of a finished run once Redis is back (for as long as the run is
+        kept here)."""
+        for _ in range(int(self._owner.keep_s / SHARE_RETRY_S)):
+            await asyncio.sleep(SHARE_RETRY_S)
+            await self._share()
+            if self._shared == len(self.events):
+                return
 
     async def _flush(self) -> None:
         """Append the events not yet in the event log (and the partial answer)."""
         self._last_flush = time.monotonic()
         fresh = self.events[self._flushed :]
-        if self._eventlog is None or not fresh:
+        if self._eventlog is None or not fresh or self._log_lost is not None:
             return
         self._flushed = len(self.events)
         answer = answer_of(self.events)
         try:
             await asyncio.to_thread(self._eventlog.append_events, self.run_id, fresh, answer)
-        except Exception:  # the stream goes on; the log misses these events
+        except BackendUnavailable as exc:  # neither resumable nor recorded: stop it
+            log.error("run %s: %s; stopping it", self.run_id, exc)
+            if self._log_lost is None and not self.finished:
+                self._log_lost = exc
+                self.task.cancel()
+        except Exception:  # a bug: the stream goes on, the log misses these events
             log.exception("could not log the events of run %s", self.run_id)
 
     async def _append_cancelled_done(self) -> None:
@@ -251,6 +296,9 @@ class LiveRuns:
         return sum(not run.finished for run in self._runs.values())
 
     def run_finished(self, run: LiveRun) -> None:
+        if not run.events:  # it never began: nothing to resume
+            self._runs.pop(run.run_id, None)
+            return
         self.metrics.observe_run(run.events)
         asyncio.get_running_loop().call_later(self.keep_s, self._runs.pop, run.run_id, None)
 

@@ -63,7 +63,8 @@ _WHY = {
     415: "Not multipart/form-data, or a file type no loader reads.",
     422: "The request does not match the schema, or names something invalid.",
     502: "The run failed: the model or a service behind streamrag failed.",
-    503: "The replicas' Redis (STREAMRAG_REDIS_URL) cannot be reached.",
+    503: "PostgreSQL (STREAMRAG_DATABASE_URL) or the replicas' Redis (STREAMRAG_REDIS_URL)"
+    " cannot be reached; retry after the Retry-After seconds.",
 }
 
 
@@ -215,8 +216,8 @@ def run_stream(description: str) -> dict[int | str, dict[str, Any]]:
 
 def complete_openapi(app: FastAPI) -> None:
     """Finish the app's OpenAPI document with what middleware and dependencies do to every
-    operation: 401 where a key is required, 413 where a body is read, 422 in the error
-    shape; and the event schemas the SSE responses refer to."""
+    operation: 401 (and 503) where a key is required, 413 where a body is read, 422 in the
+    error shape; and the event schemas the SSE responses refer to."""
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -230,8 +231,8 @@ def complete_openapi(app: FastAPI) -> None:
                     responses["422"] = _error(422)
                 if "requestBody" in operation:
                     responses.update({"400": _error(400), "413": _error(413)})
-                if operation.get("security"):
-                    responses["401"] = _error(401)
+                if operation.get("security"):  # a route with data: its store may be away
+                    responses.update({"401": _error(401), "503": _error(503)})
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)

@@ -26,17 +26,10 @@ from contextlib import asynccontextmanager
 
 import redis as sync_redis
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from streamrag.answer.events import (
-    Citation,
-    CitedSource,
-    Done,
-    Error,
-    Event,
-    Sources,
-    answer_of,
-    event_from_dict,
-)
+from streamrag.answer.events import Done, Event, answer_of, ending, event_from_dict
 from streamrag.backends import redact
 from streamrag.errors import BackendUnavailable
 from streamrag.server.errors import ApiError
@@ -80,7 +73,14 @@ class RunRelay:
 
     def __init__(self, url: str, *, keep_s: float = 3600.0) -> None:
         # a Redis that cannot be reached fails fast instead of stalling the answers
-        self.redis = redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+        self.redis = redis.from_url(
+            url,
+            socket_connect_timeout=2,
+            health_check_interval=30,
+            # a pooled connection that Redis closed when it restarted: one new try at once
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[redis.ConnectionError],
+        )
         self.keep_s = keep_s
 
     async def publish(self, event: Event) -> None:
@@ -155,35 +155,11 @@ class RunRelay:
         answer = answer_of(published)
         if isinstance(published[-1], Done):
             return answer
-        seq = published[-1].seq + 1
-        ending: list[Event] = [
-            Error(
-                run_id=run_id,
-                seq=seq,
-                code="worker_lost",
-                message=message,
-                retryable=True,
-            ),
-            Done(
-                run_id=run_id,
-                seq=seq + 1,
-                answer=answer,
-                citations=[
-                    CitedSource(e.number, e.chunk_id, e.offset)
-                    for e in published
-                    if isinstance(e, Citation)
-                ],
-                finish_reason="interrupted",
-                timings={},
-                usage={},
-                sources=next(
-                    ([s.chunk_id for s in e.sources] for e in published if isinstance(e, Sources)),
-                    [],
-                ),
-            ),
-        ]
+        closing = ending(
+            published, code="worker_lost", message=message, finish_reason="interrupted"
+        )
         try:
-            for event in ending:
+            for event in closing:
                 await self.publish(event)
         except redis.ResponseError:  # an id not above the last: another replica ended it
             pass

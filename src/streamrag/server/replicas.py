@@ -63,12 +63,27 @@ class Replicas:
             raise ApiError(404, "run_not_live", f"run {run_id!r} is not running")
         if shared[1]:  # its done was published
             return False
+        clock = asyncio.get_running_loop().time
+        wait_s = self.settings.heartbeat_s * 2
+        deadline = clock() + wait_s
         await self.relay.cancel(run_id=run_id)
-        async with asyncio.timeout(self.settings.heartbeat_s * 2):  # from its last event on
-            async for event in self.relay.follow(run_id, shared[0], 1.0, 1.0):
-                if isinstance(event, Done):
-                    break
-        return True
+        asked = clock()
+        # from its last event on; the request again every second until the run ends (a
+        # replica whose listening was cut, Redis having restarted, hears a later one)
+        async for event in self.relay.follow(run_id, shared[0], 1.0, 1.0):
+            if isinstance(event, Done):
+                return event.finish_reason == "cancelled"
+            if clock() > deadline:
+                raise ApiError(
+                    503,
+                    "cancel_unconfirmed",
+                    f"the replica running run {run_id!r} did not confirm the cancel within"
+                    f" {wait_s:g} s; try again",
+                )
+            if clock() - asked >= 1.0:
+                await self.relay.cancel(run_id=run_id)
+                asked = clock()
+        return False
 
     async def cancel_session(self, session_id: str) -> None:
         """Have the other replicas cancel a session's runs; wait until the records say they

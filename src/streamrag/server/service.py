@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from streamrag.answer.events import Done, Event
+from streamrag.answer.events import Done, Event, answer_of
 from streamrag.backends import Backend, open_backend
 from streamrag.config import Settings
 from streamrag.history.base import Turn
@@ -63,6 +63,7 @@ class Service:
         self._ingest_locks: dict[str, asyncio.Lock] = {}
         self._ingest_workers = IngestWorkers(settings.ingest_workers)
         self._ingests: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     def knowledge_base(self, kb: str | None) -> KnowledgeBase:
         """An existing knowledge base, to list, search or change (blocking: opens it)."""
@@ -169,7 +170,9 @@ class Service:
             history=history,
             trace_id=TRACE_ID.get(),
         )
-        return self.runs.start(run_id, events, rag.history, rag.history)
+        run = self.runs.start(run_id, events, rag.history, rag.history)
+        await run.begun()  # a run that cannot be recorded fails here (503), not in the stream
+        return run
 
     def follow(self, run: LiveRun, after: int = -1) -> EventStream:
         """A run's events after seq ``after`` as server-sent events, then live ones."""
@@ -227,12 +230,36 @@ class Service:
         if self.replicas is not None:
             await self.replicas.cancel_session(session_id)
 
-    def recover(self) -> list[str]:
-        """End the runs a dead server process left running (at start-up)."""
-        orphans = self.history.interrupt_orphans()
+    async def open(self) -> None:
+        """Start serving: end the runs a dead server process left running, join the other
+        replicas, and keep ending this one's runs whose end could not be recorded."""
+        orphans = await asyncio.to_thread(self.history.interrupt_orphans)
         if orphans:
             log.warning("marked %d runs of a stopped process as interrupted", len(orphans))
-        return orphans
+        if self.replicas is not None:
+            await self.replicas.join()
+        self._sweeper = asyncio.create_task(self._sweep(), name="unrecorded-runs")
+
+    async def _sweep(self) -> None:
+        """Every ``replica_timeout_s``: a run that ended here but is still ``running`` in
+        its record (the store was away when it ended) is recorded as interrupted, with the
+        answer it gave."""
+        while True:
+            await asyncio.sleep(self.settings.replica_timeout_s)
+            try:
+                running = await asyncio.to_thread(self.history.running)
+                for run_id, owner in running.items():
+                    run = self.runs.get(run_id)
+                    if owner != self.history.owner or run is None or not run.finished:
+                        continue
+                    message = "the store was away when this run ended"
+                    answer = answer_of(run.events)
+                    await asyncio.to_thread(
+                        self.history.interrupt, run_id, answer, "store_unavailable", message
+                    )
+                    log.warning("run %s: %s; recorded as interrupted", run_id, message)
+            except Exception as exc:  # still away: the next round tries again
+                log.warning("could not look for unrecorded runs: %s", exc)
 
     async def finished(self, run: LiveRun) -> list[Event]:
         """All of a run's events, once it has ended."""
@@ -242,6 +269,8 @@ class Service:
     async def aclose(self) -> None:
         """Stop the runs (recorded as cancelled), let the ingests finish, release the
         model's connections and the ingest workers."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await self.runs.close()
         if self.replicas is not None:
             await self.replicas.leave()
