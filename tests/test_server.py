@@ -160,9 +160,9 @@ def test_a_dropped_client_cancels_the_upstream_within_50_ms_with_grace_0(
         [upstream] = records
         assert upstream["t_client_closed"] - dropped < 0.05
         assert upstream["tokens_sent"] < 100
-        for _ in range(100):
+        for _ in range(200):  # recorded as it started, then as it ended
             record = client.get(f"/v1/runs/{run_id}").json()
-            if "finish_reason" in record:
+            if record.get("finish_reason", "running") != "running":
                 break
             time.sleep(0.05)
         assert record["finish_reason"] == "cancelled" and record["answer"]
