@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -156,10 +156,13 @@ class AnswerEngine:
         top_k: int | None = None,
         where: SearchFilter | None = None,
         trace_id: str | None = None,
+        on_cancelled: Callable[[Done], None] | None = None,
     ) -> AsyncIterator[Event]:
         """The events of one answer, in order; see the module docstring.
 
         ``history`` overrides the session's stored history (an OpenAI-style client sends it).
+        A cancelled run cannot yield its ``done``: it is recorded, then handed to
+        ``on_cancelled`` (a server ends the run's stream with it).
         """
         run = _Run(
             run_id or uuid.uuid4().hex,
@@ -177,6 +180,8 @@ class AnswerEngine:
             run.finish = "cancelled"
             run.end()
             await self._record(run)
+            if on_cancelled is not None:
+                on_cancelled(run.done())
             raise
         run.end()
         await self._record(run)

@@ -4,8 +4,8 @@ A :class:`LiveRun` drives one engine run in its own task and keeps every event. 
 followers read it from a given seq (a client that reconnects with ``Last-Event-ID`` reads
 from where it stopped: nothing lost, nothing repeated). When the last follower goes away the
 run goes on for ``grace_s`` seconds for a reconnect; then it is cancelled, so that nobody
-pays for tokens nobody reads. A cancelled run ends with a ``done`` event built from its
-record (finish_reason "cancelled"), so a late follower still sees how it ended.
+pays for tokens nobody reads. A cancelled run ends with the ``done`` the engine hands over
+(finish_reason "cancelled"), so a late follower still sees how it ended.
 
 The events are also appended to the run event log, at most once every ``flush_s`` seconds
 and when the run ends, so that a run outlives this process: after a crash its record holds
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 
 from streamrag.answer.events import Done, Event, RunStarted, answer_of, ending
 from streamrag.errors import BackendUnavailable
-from streamrag.history.base import RunEventLog, RunLog
+from streamrag.history.base import RunEventLog
 from streamrag.server.metrics import Metrics
 from streamrag.server.relay import RunRelay
 
@@ -41,7 +41,6 @@ class LiveRun:
         run_id: str,
         events: AsyncIterator[Event],
         *,
-        runlog: RunLog | None,
         eventlog: RunEventLog | None,
         grace_s: float,
         owner: LiveRuns,
@@ -53,7 +52,7 @@ class LiveRun:
         self.finished = False
         self.followers = 0
         self.started = time.monotonic()
-        self._runlog = runlog
+        self._cancelled_done: Done | None = None
         self._eventlog = eventlog
         self._flush_s = flush_s
         self._flushed = 0  # events already in the event log
@@ -95,7 +94,7 @@ class LiveRun:
                     await self._flush()
         except asyncio.CancelledError:
             if self._log_lost is None:
-                await self._append_cancelled_done()
+                self._append_cancelled_done()
             else:  # stopped because nothing of it could be kept: say so
                 message = f"the run could not be kept, so it was stopped: {self._log_lost}"
                 self.events += ending(
@@ -157,25 +156,23 @@ class LiveRun:
         except Exception:  # a bug: the stream goes on, the log misses these events
             log.exception("could not log the events of run %s", self.run_id)
 
-    async def _append_cancelled_done(self) -> None:
-        record = None
-        if self._runlog is not None:
-            record = await asyncio.to_thread(self._runlog.get_run, self.run_id)
-        if record is not None and record.finished:
-            self.events.append(record.done_event(len(self.events)))
-            return
-        answer = answer_of(self.events)
-        self.events.append(  # the engine had not recorded the run yet
-            Done(
+    def cancelled_with(self, done: Done) -> None:
+        """The engine's ``done`` of this run, cancelled (it cannot stream it any more)."""
+        self._cancelled_done = done
+
+    def _append_cancelled_done(self) -> None:
+        done = self._cancelled_done
+        if done is None:  # cancelled before the engine began
+            done = Done(
                 run_id=self.run_id,
                 seq=len(self.events),
-                answer=answer,
+                answer=answer_of(self.events),
                 citations=[],
                 finish_reason="cancelled",
                 timings={},
                 usage={},
             )
-        )
+        self.events.append(done)
 
     def _notify(self) -> None:
         if self._changed is not None and not self._changed.done():
@@ -271,12 +268,9 @@ class LiveRuns:
         self,
         run_id: str,
         events: AsyncIterator[Event],
-        runlog: RunLog | None,
         eventlog: RunEventLog | None = None,
     ) -> LiveRun:
-        run = LiveRun(
-            run_id, events, runlog=runlog, eventlog=eventlog, grace_s=self.grace_s, owner=self
-        )
+        run = LiveRun(run_id, events, eventlog=eventlog, grace_s=self.grace_s, owner=self)
         self._runs[run_id] = run
         return run
 

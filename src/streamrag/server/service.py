@@ -169,8 +169,9 @@ class Service:
             where=where,
             history=history,
             trace_id=TRACE_ID.get(),
+            on_cancelled=lambda done: run.cancelled_with(done),
         )
-        run = self.runs.start(run_id, events, rag.history, rag.history)
+        run = self.runs.start(run_id, events, rag.history)
         await run.begun()  # a run that cannot be recorded fails here (503), not in the stream
         return run
 
