@@ -20,10 +20,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from streamrag.answer.events import Done, Event, RunStarted, answer_of, ending
 from streamrag.errors import BackendUnavailable
 from streamrag.history.base import RunEventLog
+from streamrag.server.errors import ApiError
 from streamrag.server.metrics import Metrics
 from streamrag.server.relay import RunRelay
 
@@ -247,18 +249,43 @@ class LiveRun:
         return True
 
 
+class LiveLog(Protocol):
+    """Where the events of runs still answering are read while they stream, by ``run_id``:
+    :class:`LiveRuns` holds this process's own runs, :class:`~streamrag.server.replicas.
+    Replicas` those of every replica (through Redis). tests/test_live_log.py holds both to
+    the same contract."""
+
+    async def last(self, run_id: str) -> tuple[int, bool] | None:
+        """The seq of the run's last event and whether it is its ``done``; None for a run
+        this log does not hold."""
+        ...
+
+    def follow(self, run_id: str, after: int) -> AsyncIterator[Event | None]:
+        """The events with seq > ``after``, then each as it comes until ``done`` (a tail
+        that blocks); None for every heartbeat interval without one."""
+        ...
+
+    async def cancel(self, run_id: str) -> bool:
+        """Stop the run and wait until it has ended: True if this stopped it, False when it
+        had ended already. A run the log does not hold: 404."""
+        ...
+
+
 class LiveRuns:
-    """The runs of this process, kept ``keep_s`` seconds after they finish for late resumes."""
+    """The runs of this process (a :class:`LiveLog`), kept ``keep_s`` seconds after they
+    finish for late resumes."""
 
     def __init__(
         self,
         *,
         grace_s: float,
         metrics: Metrics,
+        heartbeat_s: float = 15.0,
         keep_s: float = 300.0,
         relay: RunRelay | None = None,
     ) -> None:
         self.grace_s = grace_s
+        self.heartbeat_s = heartbeat_s
         self.keep_s = keep_s
         self.metrics = metrics
         self.relay = relay
@@ -276,6 +303,23 @@ class LiveRuns:
 
     def get(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
+
+    async def last(self, run_id: str) -> tuple[int, bool] | None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        return len(run.events) - 1, bool(run.events) and isinstance(run.events[-1], Done)
+
+    def follow(self, run_id: str, after: int) -> AsyncIterator[Event | None]:
+        return self._runs[run_id].follow(after, self.heartbeat_s)
+
+    async def cancel(self, run_id: str) -> bool:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise ApiError(404, "run_not_live", f"run {run_id!r} is not running")
+        cancelled = run.cancel()
+        await asyncio.shield(run.task)
+        return cancelled
 
     async def cancel_session(self, session_id: str) -> int:
         """Cancel the session's unfinished runs and wait until they have ended."""

@@ -84,7 +84,8 @@ class RunRelay:
         self.keep_s = keep_s
 
     async def publish(self, event: Event) -> None:
-        """Append one event to its run's stream (the owner calls it, in seq order)."""
+        """Append one event to its run's stream (the owner calls it, in seq order). An event
+        already there (a retry whose first try got through) is not added twice."""
         key = _stream(event.run_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(key, {"event": event.to_json()}, id=f"{event.seq + 1}-0")
@@ -92,7 +93,9 @@ class RunRelay:
                 pipe.expire(key, int(self.keep_s))
             else:
                 pipe.expire(key, int(self.keep_s) * 24)  # a run longer than a day: gone
-            await pipe.execute()
+            added, _ = await pipe.execute(raise_on_error=False)
+        if isinstance(added, redis.ResponseError) and "equal or smaller" not in str(added):
+            raise added
 
     async def last(self, run_id: str) -> tuple[int, bool] | None:
         """The seq of the run's last published event and whether it is its ``done``; None
@@ -114,8 +117,11 @@ class RunRelay:
         ``heartbeat_s`` without one. While it reads, the run is marked followed."""
         key, last = _stream(run_id), f"{after + 1}-0"
         while True:
-            await self.redis.set(_followed(run_id), b"1", px=int(mark_s * 1000))
-            found = await self.redis.xread({key: last}, block=int(heartbeat_s * 1000))
+            try:
+                await self.redis.set(_followed(run_id), b"1", px=int(mark_s * 1000))
+                found = await self.redis.xread({key: last}, block=int(heartbeat_s * 1000))
+            except redis.RedisError as exc:
+                raise RelayUnavailable.because(exc) from exc
             if not found:
                 yield None
                 continue

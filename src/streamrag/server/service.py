@@ -25,7 +25,7 @@ from streamrag.llm import LLM, make_llm
 from streamrag.rag import RAG
 from streamrag.server.errors import ApiError
 from streamrag.server.ingest import IngestWorkers
-from streamrag.server.live import LiveRun, LiveRuns
+from streamrag.server.live import LiveLog, LiveRun, LiveRuns
 from streamrag.server.metrics import Metrics
 from streamrag.server.observe import TRACE_ID
 from streamrag.server.relay import RunRelay, ensure_reachable
@@ -51,7 +51,12 @@ class Service:
         if settings.redis_url:
             ensure_reachable(settings.redis_url)
             relay = RunRelay(settings.redis_url)
-        self.runs = LiveRuns(grace_s=settings.resume_grace_s, metrics=self.metrics, relay=relay)
+        self.runs = LiveRuns(
+            grace_s=settings.resume_grace_s,
+            metrics=self.metrics,
+            heartbeat_s=settings.heartbeat_s,
+            relay=relay,
+        )
         self.replicas = (
             Replicas(relay, self.runs, self.history, settings) if relay is not None else None
         )
@@ -180,21 +185,24 @@ class Service:
         events = run.follow(after, self.settings.heartbeat_s)
         return EventStream(sse_bytes(events), headers={"X-Run-Id": run.run_id})
 
+    @property
+    def live(self) -> list[LiveLog]:
+        """Where runs still answering are read: this process's, then the other replicas'."""
+        return [self.runs] if self.replicas is None else [self.runs, self.replicas]
+
     async def resume(self, run_id: str, after: int = -1) -> EventStream | Response:
-        """A run's events after seq ``after``: live if it runs here, else as recorded in the
-        run event log and ended by ``done`` (built from the record of a run whose own
-        ``done`` was never logged: an interrupted one). Nothing left to send: 204."""
-        run = self.runs.get(run_id)
-        if run is not None and not (run.finished and after >= len(run.events) - 1):
-            return self.follow(run, after)
-        if run is not None:
-            return Response(status_code=204, headers={"X-Run-Id": run_id})
-        if self.replicas is not None and (shared := await self.replicas.last(run_id)):
-            last_seq, done = shared  # published by another replica
+        """A run's events after seq ``after``: live if it runs here or on another replica,
+        else as recorded in the run event log and ended by ``done`` (built from the record
+        of a run whose own ``done`` was never logged: an interrupted one). Nothing left to
+        send: 204."""
+        headers = {"X-Run-Id": run_id}
+        for live in self.live:
+            if (last := await live.last(run_id)) is None:
+                continue
+            last_seq, done = last
             if done and last_seq <= after:
-                return Response(status_code=204, headers={"X-Run-Id": run_id})
-            events = self.replicas.follow(run_id, after)
-            return EventStream(sse_bytes(events), headers={"X-Run-Id": run_id})
+                return Response(status_code=204, headers=headers)
+            return EventStream(sse_bytes(live.follow(run_id, after)), headers=headers)
         record = await asyncio.to_thread(self.history.get_run, run_id)
         if record is None:
             raise ApiError(404, "run_not_found", f"no run {run_id!r} is recorded")
@@ -209,20 +217,16 @@ class Service:
             logged.append(record.done_event(logged[-1].seq + 1 if logged else 0))
         missed = [event for event in logged if event.seq > after]
         if not missed:
-            return Response(status_code=204, headers={"X-Run-Id": run_id})
-        return EventStream(sse_bytes(_iterate(missed)), headers={"X-Run-Id": run_id})
+            return Response(status_code=204, headers=headers)
+        return EventStream(sse_bytes(_iterate(missed)), headers=headers)
 
     async def cancel(self, run_id: str) -> bool:
         """Stop a run now, on whichever replica runs it, and wait until it has ended; False
         when it had already ended. Not running anywhere: 404."""
-        run = self.runs.get(run_id)
-        if run is not None:
-            cancelled = run.cancel()
-            await self.finished(run)
-            return cancelled
-        if self.replicas is None:
-            raise ApiError(404, "run_not_live", f"run {run_id!r} is not running")
-        return await self.replicas.cancel(run_id)
+        live = self.live
+        if await self.runs.last(run_id) is None and len(live) > 1:
+            return await live[-1].cancel(run_id)  # another replica's, or 404 / 503 there
+        return await self.runs.cancel(run_id)
 
     async def cancel_session(self, session_id: str) -> None:
         """Cancel a session's runs still answering, here and on the other replicas, and wait
