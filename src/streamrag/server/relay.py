@@ -116,6 +116,8 @@ class RunRelay:
         """The events with seq > ``after``, then live ones until ``done``; None after every
         ``heartbeat_s`` without one. While it reads, the run is marked followed."""
         key, last = _stream(run_id), f"{after + 1}-0"
+        if (published := await self.last(run_id)) and published[1] and published[0] <= after:
+            return  # it ended, and its done was read already
         while True:
             try:
                 await self.redis.set(_followed(run_id), b"1", px=int(mark_s * 1000))
