@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from streamrag.backends import backend_factories, open_backend, redact, scheme_of
+from streamrag.backends import backend_factories, open_backend, scheme_of
 from streamrag.backends.embedded import EmbeddedBackend
-from streamrag.config import Settings
+from streamrag.config import Settings, redact
 from streamrag.errors import ConfigError
 
 PLUGIN = '''

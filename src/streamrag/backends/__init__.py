@@ -13,85 +13,38 @@ hook (:class:`BackendSpecs`) can add a scheme, as simonw/llm's ``register_models
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pluggy
-from starlette.datastructures import UploadFile
 
-from streamrag.config import Settings
+from streamrag.backends.base import (
+    EMBEDDED,
+    Backend,
+    BackendFactory,
+    BackendSpecs,
+    Catalog,
+    History,
+    Uploads,
+    hookimpl,
+    hookspec,
+)
+from streamrag.config import Settings, redact
 from streamrag.errors import ConfigError
-from streamrag.history.base import Memory, RunHistory, SessionInfo
-from streamrag.ingest.loaders import Origin
-from streamrag.records import KnowledgeBaseInfo
-from streamrag.store import Store
 
-hookspec = pluggy.HookspecMarker("streamrag")
-hookimpl = pluggy.HookimplMarker("streamrag")
-EMBEDDED = "embedded"
-
-
-class Catalog(Protocol):
-    """The knowledge bases: list, open (creating), drop."""
-
-    location: str
-
-    def list(self) -> list[KnowledgeBaseInfo]: ...
-    def exists(self, name: str) -> bool: ...
-    def open(self, name: str) -> Store: ...
-    def drop(self, name: str) -> bool: ...
-
-
-class History(Memory, RunHistory, Protocol):
-    """Conversations, run records and run events."""
-
-    def session(self, session_id: str) -> SessionInfo | None: ...
-    def close(self) -> None: ...
-
-
-class Uploads(Protocol):
-    """Uploaded files of each knowledge base, kept for as long as their documents."""
-
-    def save(self, kb: str, files: list[UploadFile]) -> dict[Path, Origin]:
-        """Keep the uploads; the local files to ingest them from, with what their documents
-        are recorded as."""
-        ...
-
-    def release(self, origins: dict[Path, Origin]) -> None:
-        """The ingest of files :meth:`save` returned has ended (their local copies may go)."""
-        ...
-
-    def discard(self, kb: str, filename: str) -> bool: ...
-    def drop(self, kb: str) -> None: ...
-
-
-class Backend(Protocol):
-    """One place that keeps knowledge bases, history and uploads."""
-
-    catalog: Catalog
-    history: History
-    uploads: Uploads
-
-    def upgrade(self) -> list[str]:
-        """Bring the schema to this version (opening a backend does too); the migrations
-        applied since it was opened (none: it was up to date)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-BackendFactory = Callable[[Settings], Backend]
-
-
-class BackendSpecs:
-    """The hooks a backend plugin implements."""
-
-    @hookspec
-    def register_backends(self, register: Callable[[str, BackendFactory], None]) -> None:
-        """Add backends: ``register(scheme, factory)``; ``factory(settings)`` opens one for a
-        ``database_url`` with that scheme (``embedded`` when none is set)."""
+__all__ = [
+    "EMBEDDED",
+    "Backend",
+    "BackendFactory",
+    "BackendSpecs",
+    "Catalog",
+    "History",
+    "Uploads",
+    "backend_factories",
+    "hookimpl",
+    "hookspec",
+    "open_backend",
+    "scheme_of",
+]
 
 
 @functools.cache
@@ -126,12 +79,3 @@ def open_backend(settings: Settings) -> Backend:
             f"{scheme!r}; known: {', '.join(sorted(factories))}"
         )
     return factories[scheme](settings)
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

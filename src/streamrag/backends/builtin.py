@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from streamrag.backends import EMBEDDED, Backend, hookimpl
+from streamrag.backends.base import EMBEDDED, Backend, hookimpl
 from streamrag.config import Settings
 
 

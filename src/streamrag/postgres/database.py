@@ -18,7 +18,7 @@ from psycopg.adapt import Dumper
 from psycopg.types import string
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from streamrag.backends import redact
+from streamrag.config import redact
 from streamrag.errors import BackendUnavailable, ConfigError
 
 CONNECT_TIMEOUT_S = 3

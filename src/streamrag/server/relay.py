@@ -30,7 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from streamrag.answer.events import Done, Event, answer_of, ending, event_from_dict
-from streamrag.backends import redact
+from streamrag.config import redact
 from streamrag.errors import BackendUnavailable
 from streamrag.server.errors import ApiError
 
