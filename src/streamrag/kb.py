@@ -1,4 +1,4 @@
-"""Knowledge bases: named stores under the data directory, with ingest and search.
+"""Knowledge bases: named stores of the configured backend, with ingest and search.
 
 >>> kb = KnowledgeBase("docs")
 >>> kb.ingest(["./handbook"])
@@ -21,13 +21,11 @@ from streamrag.embed import LOCAL_MODELS, Embedder, make_embedder
 from streamrag.errors import DocumentNotFound, EmbeddingModelMismatch, KnowledgeBaseNotFound
 from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
-from streamrag.names import KB_NAME_PATTERN, check_kb_name
+from streamrag.names import check_kb_name
 from streamrag.records import DocumentInfo, KnowledgeBaseInfo
 from streamrag.retrieve.retriever import Mode, Retriever, SearchResults
 from streamrag.retrieve.tokenize import TOKENIZER_VERSION, tokenize
 from streamrag.store import SearchFilter, Store
-
-__all__ = ["KB_NAME_PATTERN", "KnowledgeBase", "KnowledgeBaseInfo", "check_kb_name"]
 
 _EMBEDDERS: dict[tuple[object, ...], Embedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()

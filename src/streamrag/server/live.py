@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Protocol
 
 from streamrag.answer.events import Done, Event, RunStarted, answer_of, ending
 from streamrag.errors import BackendUnavailable
@@ -66,7 +66,6 @@ class LiveRun:
         self._owner = owner
         self._shared = 0  # events already published to the other replicas
         self._share_retry_at = 0.0
-        self._sharing: asyncio.Task[None] | None = None
         self._log_lost: BackendUnavailable | None = None  # the event log cannot be written
         self._failure: BaseException | None = None  # what stopped it before its first event
         self.task = asyncio.create_task(self._drive(events), name=f"run-{run_id}")
@@ -75,14 +74,15 @@ class LiveRun:
         """Wait for the run's first event; raise what stopped it before one (its record
         could not be written: the store is away)."""
         while not self.events and not self.finished:
-            await self._changed_or_ended()
+            await asyncio.shield(self._next_change())
         if not self.events and self._failure is not None:
             raise self._failure
 
-    async def _changed_or_ended(self) -> None:
+    def _next_change(self) -> asyncio.Future[None]:
+        """Done when the next event comes or the run finishes."""
         if self._changed is None:
             self._changed = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._changed)
+        return self._changed
 
     async def _drive(self, events: AsyncIterator[Event]) -> None:
         try:
@@ -114,7 +114,7 @@ class LiveRun:
             await asyncio.shield(self._flush())
             self._owner.run_finished(self)
             if self._shared < len(self.events):  # Redis away: its followers elsewhere wait
-                self._sharing = asyncio.create_task(self._share_eventually())
+                self._owner.in_background(self._share_eventually())
 
     async def _share(self) -> None:
         """Publish the events the other replicas have not been sent (with a relay), in
@@ -199,10 +199,7 @@ class LiveRun:
                     position += 1
                 if self.finished:
                     return
-                if self._changed is None:
-                    self._changed = asyncio.get_running_loop().create_future()
-                changed = self._changed
-                done, _ = await asyncio.wait((changed,), timeout=heartbeat_s)
+                done, _ = await asyncio.wait((self._next_change(),), timeout=heartbeat_s)
                 if not done:
                     yield HEARTBEAT
         finally:
@@ -290,6 +287,7 @@ class LiveRuns:
         self.metrics = metrics
         self.relay = relay
         self._runs: dict[str, LiveRun] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     def start(
         self,
@@ -333,6 +331,12 @@ class LiveRuns:
     def active(self) -> int:
         return sum(not run.finished for run in self._runs.values())
 
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after its run has finished, until done or :meth:`close`."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def run_finished(self, run: LiveRun) -> None:
         if not run.events:  # it never began: nothing to resume
             self._runs.pop(run.run_id, None)
@@ -343,6 +347,6 @@ class LiveRuns:
     async def close(self) -> None:
         """Cancel every unfinished run and wait for them to record themselves."""
         running = [run.task for run in self._runs.values() if not run.finished]
-        for task in running:
+        for task in [*running, *self._background]:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
