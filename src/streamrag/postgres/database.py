@@ -68,12 +68,13 @@ CREATE TABLE chunks (
     FOREIGN KEY (kb_id, doc_id) REFERENCES documents ON DELETE CASCADE
 );
 CREATE INDEX chunks_doc ON chunks (kb_id, doc_id, ordinal);
-CREATE TABLE chunk_terms (
+CREATE TABLE chunk_terms (  -- a posting: BM25 reads it from the index alone
     kb_id int NOT NULL,
     term  text NOT NULL,
     chunk bigint NOT NULL REFERENCES chunks ON DELETE CASCADE,
-    tf    int NOT NULL,
-    PRIMARY KEY (kb_id, term, chunk)
+    tf    int NOT NULL,   -- the term's count in the chunk
+    dl    int NOT NULL,   -- the chunk's length in terms
+    PRIMARY KEY (kb_id, term, chunk) INCLUDE (tf, dl)
 );
 CREATE INDEX chunk_terms_chunk ON chunk_terms (chunk);
 CREATE TABLE terms (

@@ -1,8 +1,9 @@
 """Knowledge bases in PostgreSQL: documents, chunks with pgvector vectors (an HNSW index per
 knowledge base) and a BM25 index of the same terms the embedded store indexes.
 
-BM25 is computed in SQL from a term table (``chunk_terms``: term frequency per chunk) and
-per-term document frequencies (``terms``), with the constants and IDF of SQLite FTS5's
+BM25 is computed in SQL from postings (``chunk_terms``: a term's frequency in a chunk and the
+chunk's length, read from the covering index alone) and per-term document frequencies
+(``terms``), with the constants and IDF of SQLite FTS5's
 ``bm25()`` (k1 = 1.2, b = 0.75), so both backends rank alike. Each write takes its knowledge
 base's row lock first: writers of one knowledge base take turns, on any machine.
 """
@@ -304,22 +305,27 @@ class PostgresStore:
             if not chosen:
                 return []
             idf = [_idf(chunks, frequency[term]) for term in chosen]
-            length = f"(1 - {B} + {B} * c.n_terms / %s::float8)"
+            length = f"(1 - {B} + {B} * t.dl::float8 / %s::float8)"
+            # scored from the postings' covering index alone; the chunk ids of the best k last
             sql = (
-                f"SELECT c.chunk_id, sum(q.idf * t.tf * {K1 + 1} / (t.tf + {K1} * {length}))"
+                f"SELECT t.chunk, sum(q.idf * t.tf * {K1 + 1} / (t.tf + {K1} * {length}))"
                 " AS score FROM unnest(%s::text[], %s::float8[]) AS q(term, idf)"
                 " JOIN chunk_terms t ON t.kb_id = %s AND t.term = q.term"
-                " JOIN chunks c ON c.id = t.chunk"
             )
             params: list[Any] = [max(total / chunks, 1e-9), chosen, idf, kb]
             if where is not None and not where.is_empty():
                 filter_sql, filter_params = _filter_sql(where)
                 sql += (
+                    " JOIN chunks c ON c.id = t.chunk"
                     " JOIN documents d ON d.kb_id = c.kb_id AND d.doc_id = c.doc_id"
                     f" WHERE {filter_sql}"
                 )
                 params += filter_params
-            sql += " GROUP BY c.chunk_id, c.id ORDER BY score DESC, c.id LIMIT %s"
+            sql = (
+                f"WITH best AS ({sql} GROUP BY t.chunk ORDER BY score DESC, t.chunk LIMIT %s)"
+                " SELECT c.chunk_id, best.score FROM best JOIN chunks c ON c.id = best.chunk"
+                " ORDER BY best.score DESC, best.chunk"
+            )
             params.append(k)
             return [(chunk_id, float(score)) for chunk_id, score in db.execute(sql, params)]
 
@@ -484,12 +490,12 @@ def _insert_terms(
     """Index chunks' terms (by row id) and count each term's document frequency."""
     frequency: Counter[str] = Counter()
     with db.cursor() as cursor:
-        with cursor.copy("COPY chunk_terms (kb_id, term, chunk, tf) FROM STDIN") as copy:
+        with cursor.copy("COPY chunk_terms (kb_id, term, chunk, tf, dl) FROM STDIN") as copy:
             for row_id, words in chunks:
                 counts = Counter(words)
                 frequency.update(counts.keys())
                 for term, tf in counts.items():
-                    copy.write_row((kb, term, row_id, tf))
+                    copy.write_row((kb, term, row_id, tf, len(words)))
         if frequency:
             cursor.execute(
                 "INSERT INTO terms (kb_id, term, df)"
