@@ -245,8 +245,8 @@ def cost(shared: Path, work: Path, redis_url: str) -> None:
     """CPU per request and the most streams of one replica, without and with Redis."""
     cpu = {}
     for label, extra in (("in-process", {}), ("Redis", {"STREAMRAG_REDIS_URL": redis_url})):
-        bench = Bench(shared, work / label.lower(), ("0", "1"))
         (work / label.lower()).mkdir()
+        bench = Bench(shared, work / label.lower(), ("0", "1"))
         bench.env.update(extra)
         bench.start()
         try:

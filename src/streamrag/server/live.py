@@ -124,9 +124,10 @@ class LiveRun:
         if relay is None or time.monotonic() < self._share_retry_at:
             return
         try:
-            while self._shared < len(self.events):
-                await relay.publish(self.events[self._shared])
-                self._shared += 1
+            while self._shared < len(self.events):  # all that came meanwhile, at once
+                pending = self.events[self._shared :]
+                await relay.publish(*pending)
+                self._shared += len(pending)
         except Exception as exc:
             log.warning("run %s: other replicas do not see its events yet: %s", self.run_id, exc)
             self._share_retry_at = time.monotonic() + SHARE_RETRY_S

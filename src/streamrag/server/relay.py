@@ -83,19 +83,22 @@ class RunRelay:
         )
         self.keep_s = keep_s
 
-    async def publish(self, event: Event) -> None:
-        """Append one event to its run's stream (the owner calls it, in seq order). An event
-        already there (a retry whose first try got through) is not added twice."""
-        key = _stream(event.run_id)
+    async def publish(self, *events: Event) -> None:
+        """Append events to their run's stream in one round trip (the owner calls it, in seq
+        order). The stream's expiry is set with its first event and reset at ``done``. An
+        event already there (a retry whose first try got through) is not added twice."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"event": event.to_json()}, id=f"{event.seq + 1}-0")
-            if isinstance(event, Done):
-                pipe.expire(key, int(self.keep_s))
-            else:
-                pipe.expire(key, int(self.keep_s) * 24)  # a run longer than a day: gone
-            added, _ = await pipe.execute(raise_on_error=False)
-        if isinstance(added, redis.ResponseError) and "equal or smaller" not in str(added):
-            raise added
+            for event in events:
+                key = _stream(event.run_id)
+                pipe.xadd(key, {"event": event.to_json()}, id=f"{event.seq + 1}-0")
+                if isinstance(event, Done):
+                    pipe.expire(key, int(self.keep_s))
+                elif event.seq == 0:
+                    pipe.expire(key, int(self.keep_s) * 24)  # a run longer than a day: gone
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError) and "equal or smaller" not in str(reply):
+                raise reply
 
     async def last(self, run_id: str) -> tuple[int, bool] | None:
         """The seq of the run's last published event and whether it is its ``done``; None
@@ -166,11 +169,7 @@ class RunRelay:
         closing = ending(
             published, code="worker_lost", message=message, finish_reason="interrupted"
         )
-        try:
-            for event in closing:
-                await self.publish(event)
-        except redis.ResponseError:  # an id not above the last: another replica ended it
-            pass
+        await self.publish(*closing)  # another replica that ended it first: added once
         return answer
 
     async def followed(self, run_id: str) -> bool:
