@@ -2,9 +2,9 @@
 (``streamrag kb migrate --to postgresql://…``).
 
 Documents are copied whole with their chunks, vectors and metadata (nothing is re-embedded);
-the BM25 terms are derived again from the chunk text by the tokenizer the knowledge base
-records. A document the target already holds with the same content is skipped, so a copy
-that stopped half-way is finished by running it again.
+the BM25 terms are derived again from the chunk text by this version's tokenizer. A document
+the target already holds with the same content is skipped, so a copy that stopped half-way
+is finished by running it again.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamrag.backends import Backend
-from streamrag.errors import KnowledgeBaseNotFound
+from streamrag.errors import EmbeddingModelMismatch, KnowledgeBaseNotFound
 from streamrag.records import Chunk, DocumentInfo
 from streamrag.retrieve.tokenize import TOKENIZER_VERSION, tokenize
 from streamrag.store import ChunkWrite, DocumentWrite, Store
 
-COPIED_META = ("embed_model", "embed_dim", "bm25_tokenizer")
+COPIED_META = ("embed_model", "embed_dim")
 _DOCUMENTS_PER_WRITE = 50
 
 
@@ -40,18 +40,15 @@ def copy_knowledge_base(source: Backend, target: Backend, name: str) -> Copied:
         raise KnowledgeBaseNotFound(f"no knowledge base named {name!r} to migrate")
     origin, copy = source.catalog.open(name), target.catalog.open(name)
     try:
-        if origin.get_meta("bm25_tokenizer") != TOKENIZER_VERSION:
-            raise KnowledgeBaseNotFound(
-                f"knowledge base {name!r} was indexed by an older tokenizer: open it once "
-                f"(e.g. 'streamrag kb docs --kb {name}') to re-index it, then migrate"
-            )
+        model = origin.get_meta("embed_model")
         recorded = copy.get_meta("embed_model")
-        if recorded is not None and recorded != origin.get_meta("embed_model"):
-            raise KnowledgeBaseNotFound(
+        if recorded is not None and recorded != model:
+            raise EmbeddingModelMismatch(
                 f"the target's knowledge base {name!r} holds vectors of {recorded!r}, not of "
-                f"{origin.get_meta('embed_model')!r}: drop it there first"
+                f"{model!r}: drop it there first"
             )
-        copy.set_meta({key: value for key in COPIED_META if (value := origin.get_meta(key))})
+        meta = {key: value for key in COPIED_META if (value := origin.get_meta(key))}
+        copy.set_meta({**meta, "bm25_tokenizer": TOKENIZER_VERSION})  # terms derived anew
         documents = origin.list_documents()
         present = copy.document_states(d.doc_id for d in documents)
         todo = [d for d in documents if present.get(d.doc_id) != (d.content_hash, d.pipeline)]

@@ -154,18 +154,15 @@ class PostgresDatabase:
             timeout=CONNECT_TIMEOUT_S,  # a database that is away answers 503 after this
             open=False,
         )
-        self._vector_ready = False
 
     def open(self) -> None:
-        """Start the pool (after the schema, whose vector type the connections adapt)."""
-        self._vector_ready = True
+        """Start the pool (after :meth:`upgrade`: its connections adapt the vector type)."""
         self.pool.open(wait=False)
 
     def _configure(self, connection: psycopg.Connection[Any]) -> None:
         for dumper in _NUL_SAFE_DUMPERS:
             connection.adapters.register_dumper(str, dumper)
-        if self._vector_ready:
-            register_vector(connection)
+        register_vector(connection)
         connection.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
         connection.execute("SET hnsw.iterative_scan = relaxed_order")  # filtered searches
 

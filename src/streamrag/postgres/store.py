@@ -15,6 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,8 +116,14 @@ class PostgresStore:
             raise KnowledgeBaseNotFound(f"no knowledge base named {self.name!r}")
         return int(row[0])
 
-    def _write(self) -> Any:
-        return _Write(self)
+    @contextmanager
+    def _write(self) -> Iterator[tuple[psycopg.Connection[Any], int]]:
+        """A write transaction on this knowledge base, holding its row lock (writers of one
+        knowledge base take turns, on any machine): ``(connection, kb_id)``."""
+        with self.database.transaction() as db:
+            kb = self._kb_id(db, lock=True)
+            db.execute("UPDATE knowledge_bases SET updated_at = now() WHERE kb_id = %s", (kb,))
+            yield db, kb
 
     def close(self) -> None:
         """Nothing to release: the connections are the backend's."""
@@ -358,28 +365,6 @@ class PostgresStore:
             params += [_vector(query), k]
             found = [(chunk_id, float(score)) for chunk_id, score in db.execute(sql, params)]
         return sorted(found, key=lambda hit: -hit[1])  # an iterative scan is relaxed-order
-
-
-class _Write:
-    """A write transaction on one knowledge base, holding its row lock; yields
-    ``(connection, kb_id)`` and marks the knowledge base updated."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-
-    def __enter__(self) -> tuple[psycopg.Connection[Any], int]:
-        self._transaction = self.store.database.transaction()
-        db = self._transaction.__enter__()
-        try:
-            kb = self.store._kb_id(db, lock=True)
-            db.execute("UPDATE knowledge_bases SET updated_at = now() WHERE kb_id = %s", (kb,))
-        except BaseException as exc:
-            self._transaction.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        return db, kb
-
-    def __exit__(self, *exc: Any) -> bool | None:
-        return self._transaction.__exit__(*exc)
 
 
 def _put_meta(db: psycopg.Connection[Any], kb: int, values: dict[str, str]) -> None:
