@@ -108,8 +108,8 @@ class Cluster:
         return process
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.kill()
+        for process in reversed(self.processes):  # terminate: nginx then stops its workers
+            process.terminate()
             process.wait(20)
         self.postgres.cleanup()
 
