@@ -125,7 +125,7 @@ class AnswerEngine:
     """Answers questions over a knowledge base with an LLM, as a stream of events.
 
     ``memory`` supplies a session's history; ``runlog`` records every run. Both are optional
-    (one :class:`~streamrag.history.sqlite.SQLiteHistory` usually serves as both).
+    (a backend's history, :class:`~streamrag.history.sql.SQLHistory`, serves as both).
     """
 
     def __init__(
