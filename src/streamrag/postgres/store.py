@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -26,19 +26,17 @@ from streamrag.errors import KnowledgeBaseNotFound
 from streamrag.names import check_kb_name
 from streamrag.postgres.database import PostgresDatabase
 from streamrag.records import Chunk, DocumentInfo, KnowledgeBaseInfo
-from streamrag.store.base import DocumentWrite, SearchFilter
-from streamrag.store.sqlite import COMMON_TERM_SHARE, MAX_QUERY_TERMS
+from streamrag.store.base import (
+    CHUNK_COLUMNS,
+    DocumentWrite,
+    SearchFilter,
+    chunk_from_row,
+    document_row,
+    rarest_terms,
+)
 
 K1, B = 1.2, 0.75  # FTS5's bm25() defaults
-_CHUNK_COLUMNS = (
-    "c.chunk_id, c.doc_id, c.ordinal, c.text, c.headings, c.page_start, c.page_end, "
-    "d.title, d.source"
-)
 _CHUNK_JOIN = "chunks c JOIN documents d ON d.kb_id = c.kb_id AND d.doc_id = c.doc_id"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class PostgresCatalog:
@@ -213,11 +211,11 @@ class PostgresStore:
             return {}
         with self.database.connection() as db:
             rows = db.execute(
-                f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNK_JOIN} JOIN knowledge_bases k"
+                f"SELECT {CHUNK_COLUMNS} FROM {_CHUNK_JOIN} JOIN knowledge_bases k"
                 " ON k.kb_id = c.kb_id WHERE k.name = %s AND c.chunk_id = ANY(%s)",
                 (self.name, list(chunk_ids)),
             ).fetchall()
-        return {row[0]: _chunk(row) for row in rows}
+        return {row[0]: chunk_from_row(row) for row in rows}
 
     def get_chunk(self, chunk_id: str) -> Chunk | None:
         return self.get_chunks([chunk_id]).get(chunk_id)
@@ -229,14 +227,14 @@ class PostgresStore:
             with self.database.connection() as db:
                 kb = self._kb_id(db)
                 rows = db.execute(
-                    f"SELECT c.id, {_CHUNK_COLUMNS} FROM {_CHUNK_JOIN}"
+                    f"SELECT c.id, {CHUNK_COLUMNS} FROM {_CHUNK_JOIN}"
                     " WHERE c.kb_id = %s AND c.id > %s ORDER BY c.id LIMIT %s",
                     (kb, last, batch),
                 ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            yield [_chunk(row[1:]) for row in rows]
+            yield [chunk_from_row(row[1:]) for row in rows]
 
     # -- indexes -------------------------------------------------------------------------
 
@@ -308,7 +306,7 @@ class PostgresStore:
                     (kb, unique),
                 ).fetchall()
             )
-            chosen = _selective(unique, frequency, chunks)
+            chosen = rarest_terms((t for t in unique if t in frequency), frequency, chunks)
             if not chosen:
                 return []
             idf = [_idf(chunks, frequency[term]) for term in chosen]
@@ -417,18 +415,7 @@ def _delete_documents(db: psycopg.Connection[Any], kb: int, doc_ids: list[str]) 
 def _insert_document(db: psycopg.Connection[Any], kb: int, write: DocumentWrite) -> None:
     db.execute(
         "INSERT INTO documents VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            kb,
-            write.doc_id,
-            write.title,
-            write.source,
-            write.content_hash,
-            write.pipeline,
-            json.dumps(write.meta, ensure_ascii=False),
-            write.size,
-            len(write.chunks),
-            _now(),
-        ),
+        (kb, *document_row(write)),
     )
     if not write.chunks:
         return
@@ -491,13 +478,6 @@ def _insert_terms(
             )
 
 
-def _selective(terms: list[str], frequency: dict[str, int], chunks: int) -> list[str]:
-    """The terms worth querying, rarest first: as the embedded store chooses them."""
-    known = sorted((t for t in terms if t in frequency), key=lambda term: frequency[term])
-    selective = [t for t in known if frequency[t] <= COMMON_TERM_SHARE * chunks]
-    return (selective or known[:1])[:MAX_QUERY_TERMS]
-
-
 def _idf(chunks: int, df: int) -> float:
     """FTS5's IDF: never below a tiny positive value."""
     return max(math.log((chunks - df + 0.5) / (df + 0.5)), 1e-6)
@@ -543,18 +523,3 @@ def _filter_sql(where: SearchFilter) -> tuple[str, list[Any]]:
         clauses.append("d.meta -> %s = %s::jsonb")
         params += [key, json.dumps(value, ensure_ascii=False)]
     return " AND ".join(clauses) or "true", params
-
-
-def _chunk(row: Sequence[Any]) -> Chunk:
-    chunk_id, doc_id, ordinal, text, headings, page_start, page_end, title, source = row
-    return Chunk(
-        chunk_id=chunk_id,
-        doc_id=doc_id,
-        ordinal=ordinal,
-        text=text,
-        headings=tuple(headings),
-        page_start=page_start,
-        page_end=page_end,
-        title=title,
-        source=source,
-    )

@@ -12,14 +12,22 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamrag.records import Chunk, DocumentInfo
-from streamrag.store.base import ChunkWrite, DocumentWrite, SearchFilter
+from streamrag.store.base import (
+    CHUNK_COLUMNS,
+    ChunkWrite,
+    DocumentWrite,
+    SearchFilter,
+    chunk_from_row,
+    document_row,
+    rarest_terms,
+    utc_now,
+)
 from streamrag.store.connections import ThreadConnections
 from streamrag.store.vectors import VectorIndex
 
@@ -57,22 +65,6 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vocab USING fts5vocab(chunks_fts, 'row');
 """
 
-# A BM25 query keeps its MAX_QUERY_TERMS rarest terms and drops terms found in more than
-# COMMON_TERM_SHARE of the chunks: FTS5 gives a term in over half the chunks an IDF of ~0
-# anyway, and common terms cost most of the query time on large stores (100k chunks: p50
-# 103 ms with all terms, 25 ms with these limits; MRR@10 on the dev sets within 0.002).
-MAX_QUERY_TERMS = 8
-COMMON_TERM_SHARE = 0.25
-
-_CHUNK_COLUMNS = (
-    "c.chunk_id, c.doc_id, c.ordinal, c.text, c.headings, c.page_start, c.page_end, "
-    "d.title, d.source"
-)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
 
 class SQLiteStore:
     """A knowledge base in one SQLite file. Safe to share between threads and processes."""
@@ -89,7 +81,7 @@ class SQLiteStore:
             db.execute(
                 "INSERT OR IGNORE INTO kb_meta VALUES ('schema_version', ?), ('generation', '0'),"
                 " ('created_at', ?)",
-                (SCHEMA_VERSION, _now()),
+                (SCHEMA_VERSION, utc_now()),
             )
 
     # -- connections ---------------------------------------------------------------------
@@ -169,18 +161,7 @@ class SQLiteStore:
             for write in writes:
                 _delete_document(db, write.doc_id)
                 db.execute(
-                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        write.doc_id,
-                        write.title,
-                        write.source,
-                        write.content_hash,
-                        write.pipeline,
-                        json.dumps(write.meta, ensure_ascii=False),
-                        write.size,
-                        len(write.chunks),
-                        _now(),
-                    ),
+                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", document_row(write)
                 )
                 if write.vectors is None or len(write.vectors) != len(write.chunks):
                     raise ValueError(f"{write.doc_id}: one vector per chunk is required")
@@ -203,23 +184,23 @@ class SQLiteStore:
             return {}
         marks = ",".join("?" * len(chunk_ids))
         rows = self._db().execute(
-            f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
+            f"SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
             f" WHERE c.chunk_id IN ({marks})",
             list(chunk_ids),
         )
-        return {row[0]: _chunk(row) for row in rows}
+        return {row[0]: chunk_from_row(row) for row in rows}
 
     def get_chunk(self, chunk_id: str) -> Chunk | None:
         row = (
             self._db()
             .execute(
-                f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
+                f"SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
                 " WHERE c.chunk_id = ?",
                 (chunk_id,),
             )
             .fetchone()
         )
-        return None if row is None else _chunk(row)
+        return None if row is None else chunk_from_row(row)
 
     def iter_chunks(self, batch: int = 256) -> Iterable[list[Chunk]]:
         """All chunks in the order they were written, in lists of ``batch``."""
@@ -228,7 +209,7 @@ class SQLiteStore:
             rows = (
                 self._db()
                 .execute(
-                    f"SELECT c.id, {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
+                    f"SELECT c.id, {CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
                     " WHERE c.id > ? ORDER BY c.id LIMIT ?",
                     (last, batch),
                 )
@@ -237,7 +218,7 @@ class SQLiteStore:
             if not rows:
                 return
             last = rows[-1][0]
-            yield [_chunk(row[1:]) for row in rows]
+            yield [chunk_from_row(row[1:]) for row in rows]
 
     def replace_vectors(self, vectors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
         """Swap every chunk's vector and the model metadata in one transaction."""
@@ -316,10 +297,7 @@ class SQLiteStore:
         )
         # A term FTS5 splits further ("gpt-3") is not in the vocabulary: keep it, it is specific.
         known = [t for t in unique if t in frequency or not t.isalnum()]
-        known.sort(key=lambda term: frequency.get(term, 0))
-        common = COMMON_TERM_SHARE * self._chunk_count()
-        selective = [t for t in known if frequency.get(t, 0) <= common]
-        return (selective or known[:1])[:MAX_QUERY_TERMS]
+        return rarest_terms(known, frequency, self._chunk_count())
 
     def _chunk_count(self) -> int:
         generation = self.generation()
@@ -393,19 +371,4 @@ def _insert_chunk(
     db.execute(
         "INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)",
         (cursor.lastrowid, " ".join(chunk.terms)),
-    )
-
-
-def _chunk(row: Sequence[Any]) -> Chunk:
-    chunk_id, doc_id, ordinal, text, headings, page_start, page_end, title, source = row
-    return Chunk(
-        chunk_id=chunk_id,
-        doc_id=doc_id,
-        ordinal=ordinal,
-        text=text,
-        headings=tuple(json.loads(headings)),
-        page_start=page_start,
-        page_end=page_end,
-        title=title,
-        source=source,
     )
