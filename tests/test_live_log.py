@@ -136,3 +136,44 @@ def test_a_cancel_ends_the_run_and_its_followers(
         assert await log.cancel("r3") is False
 
     run_scenario(scenario)
+
+
+def test_the_owner_shows_an_event_only_once_other_replicas_can_read_it(redis_url: str) -> None:
+    """With Redis, a client of the owner never reads an event the shared log lacks: were the
+    owner killed then, a resume elsewhere would go on from there."""
+
+    async def main() -> None:
+        relay = RunRelay(redis_url, batch_s=0.05)
+        owner = LiveRuns(grace_s=5, metrics=Metrics(), heartbeat_s=HEARTBEAT_S, relay=relay)
+        try:
+            owner.start("r4", answer("r4", tokens=30, delay=0.005))
+            async for event in owner.follow("r4", -1):
+                if event is None:  # a heartbeat
+                    continue
+                published = await relay.last("r4")
+                assert published is not None and published[0] >= event.seq
+        finally:
+            await owner.close()
+            await relay.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_closing_relay_publishes_what_it_queued(redis_url: str) -> None:
+    async def main() -> None:
+        relay = RunRelay(redis_url, batch_s=60)  # nothing would go before the close
+        events = [event async for event in answer("r5", tokens=3, delay=0)]
+        shown: list[int] = []
+        relay.send(events[:1], lambda: shown.append(1))
+        relay.send(events[1:], lambda: shown.append(2))
+        await asyncio.sleep(0.05)  # the first batch went at once, the rest waits
+        await relay.aclose()
+        reader = RunRelay(redis_url)
+        try:
+            published = [event async for event in reader.follow("r5", -1, 1.0, 1.0)]
+            assert [event.seq for event in published if event is not None] == [0, 1, 2, 3, 4]
+            assert shown == [1, 2]
+        finally:
+            await reader.aclose()
+
+    asyncio.run(main())

@@ -54,8 +54,14 @@ class CitedSource:
     offset: int
 
 
+class _MadeOnce:
+    """A slot for an immutable object's JSON text, outside its dataclass fields."""
+
+    __slots__ = ("_json",)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class Event(_MadeOnce):
     """Base of all events."""
 
     type: ClassVar[str]
@@ -66,7 +72,14 @@ class Event:
         return {"type": self.type, **asdict(self)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """:meth:`to_dict` as JSON, made once: an event does not change, and the surfaces,
+        the event log and the other replicas all send the same text."""
+        try:
+            return self._json
+        except AttributeError:
+            text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+            object.__setattr__(self, "_json", text)
+            return text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

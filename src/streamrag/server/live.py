@@ -10,17 +10,18 @@ pays for tokens nobody reads. A cancelled run ends with the ``done`` the engine 
 The events are also appended to the run event log, at most once every ``flush_s`` seconds
 and when the run ends, so that a run outlives this process: after a crash its record holds
 the partial answer and a client can still read what was streamed. With a
-:class:`~streamrag.server.relay.RunRelay` each event is also published at once, for the
-other replicas' followers.
+:class:`~streamrag.server.relay.RunRelay` each event is also sent to the other replicas'
+followers (in batches a few ms apart; the run never waits for them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from streamrag.answer.events import Done, Event, RunStarted, answer_of, ending
 from streamrag.errors import BackendUnavailable
@@ -32,7 +33,6 @@ from streamrag.server.relay import RunRelay
 log = logging.getLogger("streamrag.server")
 
 HEARTBEAT = None  # what follow() yields when nothing happened for heartbeat_s
-SHARE_RETRY_S = 1.0
 
 
 class LiveRun:
@@ -64,8 +64,8 @@ class LiveRun:
         self._grace_check: asyncio.Task[None] | None = None
         self._changed: asyncio.Future[None] | None = None
         self._owner = owner
-        self._shared = 0  # events already published to the other replicas
-        self._share_retry_at = 0.0
+        self.shown = 0  # events the followers may read (with a relay: those in Redis)
+        self._shared = 0  # events already sent to the other replicas
         self._log_lost: BackendUnavailable | None = None  # the event log cannot be written
         self._failure: BaseException | None = None  # what stopped it before its first event
         self.task = asyncio.create_task(self._drive(events), name=f"run-{run_id}")
@@ -90,8 +90,7 @@ class LiveRun:
                 if isinstance(event, RunStarted):
                     self.session_id = event.session_id
                 self.events.append(event)
-                self._notify()
-                await self._share()
+                self._share()
                 if time.monotonic() - self._last_flush >= self._flush_s:
                     await self._flush()
         except asyncio.CancelledError:
@@ -108,38 +107,25 @@ class LiveRun:
                 log.exception("run %s failed", self.run_id)
         finally:
             self.finished = True
-            self._notify()
-            self._share_retry_at = 0.0
-            await asyncio.shield(self._share())
+            self._share()
             await asyncio.shield(self._flush())
             self._owner.run_finished(self)
-            if self._shared < len(self.events):  # Redis away: its followers elsewhere wait
-                self._owner.in_background(self._share_eventually())
 
-    async def _share(self) -> None:
-        """Publish the events the other replicas have not been sent (with a relay), in
-        order. After a failure (Redis away) the answer goes on, read here; the events it
-        missed are published with the next one at least ``SHARE_RETRY_S`` later."""
-        relay = self._owner.relay
-        if relay is None or time.monotonic() < self._share_retry_at:
-            return
-        try:
-            while self._shared < len(self.events):  # all that came meanwhile, at once
-                pending = self.events[self._shared :]
-                await relay.publish(*pending)
-                self._shared += len(pending)
-        except Exception as exc:
-            log.warning("run %s: other replicas do not see its events yet: %s", self.run_id, exc)
-            self._share_retry_at = time.monotonic() + SHARE_RETRY_S
+    def _share(self) -> None:
+        """Show the followers the new events; with a relay, once it has sent them to the
+        other replicas."""
+        relay, count = self._owner.relay, len(self.events)
+        if relay is None:
+            self._show(count)
+        elif self._shared < count:
+            relay.send(self.events[self._shared :], functools.partial(self._show, count))
+            self._shared = count
+        else:  # it finished with nothing new
+            self._notify()
 
-    async def _share_eventually(self) -> None:
-        """Publish the rest of a finished run once Redis is back (for as long as the run is
-        kept here)."""
-        for _ in range(int(self._owner.keep_s / SHARE_RETRY_S)):
-            await asyncio.sleep(SHARE_RETRY_S)
-            await self._share()
-            if self._shared == len(self.events):
-                return
+    def _show(self, count: int) -> None:
+        self.shown = max(self.shown, count)
+        self._notify()
 
     async def _flush(self) -> None:
         """Append the events not yet in the event log (and the partial answer)."""
@@ -195,10 +181,10 @@ class LiveRun:
         position = after + 1  # seq is the index in the run's events
         try:
             while True:
-                while position < len(self.events):
+                while position < self.shown:
                     yield self.events[position]
                     position += 1
-                if self.finished:
+                if self.finished and position >= len(self.events):
                     return
                 done, _ = await asyncio.wait((self._next_change(),), timeout=heartbeat_s)
                 if not done:
@@ -288,7 +274,6 @@ class LiveRuns:
         self.metrics = metrics
         self.relay = relay
         self._runs: dict[str, LiveRun] = {}
-        self._background: set[asyncio.Task[None]] = set()
 
     def start(
         self,
@@ -307,7 +292,8 @@ class LiveRuns:
         run = self._runs.get(run_id)
         if run is None:
             return None
-        return len(run.events) - 1, bool(run.events) and isinstance(run.events[-1], Done)
+        last = run.shown - 1
+        return last, last >= 0 and isinstance(run.events[last], Done)
 
     def follow(self, run_id: str, after: int) -> AsyncIterator[Event | None]:
         return self._runs[run_id].follow(after, self.heartbeat_s)
@@ -332,12 +318,6 @@ class LiveRuns:
     def active(self) -> int:
         return sum(not run.finished for run in self._runs.values())
 
-    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` after its run has finished, until done or :meth:`close`."""
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     def run_finished(self, run: LiveRun) -> None:
         if not run.events:  # it never began: nothing to resume
             self._runs.pop(run.run_id, None)
@@ -348,6 +328,6 @@ class LiveRuns:
     async def close(self) -> None:
         """Cancel every unfinished run and wait for them to record themselves."""
         running = [run.task for run in self._runs.values() if not run.finished]
-        for task in [*running, *self._background]:
+        for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)

@@ -3,8 +3,12 @@
 The replica that runs an answer (its owner) appends every event to a Redis stream,
 ``streamrag:run:<run_id>``, whose entry ids are the events' seqs (``<seq + 1>-0``), so a
 reader on any replica resumes after a ``Last-Event-ID`` with one ``XREAD``: nothing lost,
-nothing repeated. The stream expires ``keep_s`` after the run's ``done``; the run's record and
-event log (the history store) stay the lasting copy.
+nothing repeated. The owner never waits for Redis: :meth:`RunRelay.send` queues the events,
+and one writer task per replica appends all its runs' queued events with one command, at most
+once every ``batch_s`` (a group commit), retrying what Redis did not take. The owner's own
+followers read an event once it is in Redis (while Redis is reachable), so no client has seen
+more than another replica can resume. The stream expires ``keep_s`` after the run's
+``done``; the run's record and event log (the history store) stay the lasting copy.
 
 Ingests of one knowledge base take turns through a Redis lock (``streamrag:lock:ingest:<kb>``).
 Cancel and session-delete requests are published on ``streamrag:cancel``; every replica
@@ -37,6 +41,20 @@ from streamrag.server.errors import ApiError
 log = logging.getLogger("streamrag.server")
 
 _CANCEL = "streamrag:cancel"
+# XADD each (stream, id, event) of ARGV and EXPIRE it when asked, in one round trip and one
+# command; an id not above the stream's last is an event added already (by a retry)
+_APPEND = """
+for i = 1, #ARGV, 4 do
+  local key = KEYS[tonumber(ARGV[i])]
+  local added = redis.pcall('XADD', key, ARGV[i + 1], 'event', ARGV[i + 2])
+  if type(added) == 'table' and added.err and not string.find(added.err, 'equal or smaller') then
+    return added
+  end
+  if ARGV[i + 3] ~= '0' then redis.call('EXPIRE', key, ARGV[i + 3]) end
+end
+return #ARGV / 4
+"""
+SEND_RETRY_S = 1.0  # how long the writer waits after Redis refused a batch
 
 
 def _stream(run_id: str) -> str:
@@ -71,7 +89,7 @@ def ensure_reachable(url: str) -> None:
 class RunRelay:
     """A run's events and cancel requests, shared by every replica through one Redis."""
 
-    def __init__(self, url: str, *, keep_s: float = 3600.0) -> None:
+    def __init__(self, url: str, *, keep_s: float = 3600.0, batch_s: float = 0.005) -> None:
         # a Redis that cannot be reached fails fast instead of stalling the answers
         self.redis = redis.from_url(
             url,
@@ -82,23 +100,77 @@ class RunRelay:
             retry_on_error=[redis.ConnectionError],
         )
         self.keep_s = keep_s
+        self.batch_s = batch_s
+        self._append = self.redis.register_script(_APPEND)
+        self._outbox: list[tuple[list[Event], Callable[[], None]]] = []
+        self._pending = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def send(self, events: list[Event], then: Callable[[], None]) -> None:
+        """Queue events for :meth:`publish` (the owner calls it, in seq order); ``then()`` is
+        called once they are in Redis, or once Redis has refused them (they stay queued, to
+        be published when it is back)."""
+        self._outbox.append((events, then))
+        self._pending.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="relay-writer")
+
+    async def _write(self) -> None:
+        """Publish what was queued, all runs at once (a group commit): at once after a quiet
+        spell, else what came in the ``batch_s`` since the last batch."""
+        failing_since: float | None = None
+        unpublished: list[Event] = []
+        clock = asyncio.get_running_loop().time
+        last_batch = 0.0
+        while True:
+            await self._pending.wait()
+            if (wait := last_batch + self.batch_s - clock()) > 0 and not self._closing:
+                await asyncio.sleep(wait)
+            last_batch = clock()
+            self._pending.clear()
+            queued, self._outbox = self._outbox, []
+            unpublished += [event for events, _ in queued for event in events]
+            try:
+                await self.publish(*unpublished)
+                unpublished, failing_since = [], None
+            except Exception as exc:  # Redis away: this replica's followers read on
+                failing_since = failing_since or clock()
+                if clock() - failing_since > self.keep_s:
+                    log.error(
+                        "Redis away for %.0f s: %d events dropped", self.keep_s, len(unpublished)
+                    )
+                    unpublished = []
+                else:
+                    log.warning(
+                        "other replicas do not see %d events yet: %s", len(unpublished), exc
+                    )
+                    self._pending.set()
+            for _, then in queued:
+                then()
+            if self._closing and not unpublished and not self._outbox:
+                return
+            if unpublished:
+                await asyncio.sleep(SEND_RETRY_S)
 
     async def publish(self, *events: Event) -> None:
-        """Append events to their run's stream in one round trip (the owner calls it, in seq
-        order). The stream's expiry is set with its first event and reset at ``done``. An
+        """Append events to their runs' streams with one command (the owner calls it, in seq
+        order). A stream's expiry is set with its first event and reset at ``done``. An
         event already there (a retry whose first try got through) is not added twice."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                key = _stream(event.run_id)
-                pipe.xadd(key, {"event": event.to_json()}, id=f"{event.seq + 1}-0")
-                if isinstance(event, Done):
-                    pipe.expire(key, int(self.keep_s))
-                elif event.seq == 0:
-                    pipe.expire(key, int(self.keep_s) * 24)  # a run longer than a day: gone
-            replies = await pipe.execute(raise_on_error=False)
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError) and "equal or smaller" not in str(reply):
-                raise reply
+        if not events:
+            return
+        keys: dict[str, int] = {}
+        args: list[str | int] = []
+        for event in events:
+            key = keys.setdefault(_stream(event.run_id), len(keys) + 1)
+            if isinstance(event, Done):
+                expire = int(self.keep_s)
+            elif event.seq == 0:
+                expire = int(self.keep_s) * 24  # a run longer than a day: gone
+            else:
+                expire = 0
+            args += (key, f"{event.seq + 1}-0", event.to_json(), expire)
+        await self._append(keys=list(keys), args=args)
 
     async def last(self, run_id: str) -> tuple[int, bool] | None:
         """The seq of the run's last published event and whether it is its ``done``; None
@@ -226,5 +298,13 @@ class RunRelay:
             with contextlib.suppress(redis.RedisError):  # expired, or Redis away: it lapses
                 await lock.release()
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout_s: float = 2.0) -> None:
+        """Publish what is queued (trying for at most ``timeout_s``), then disconnect."""
+        if self._writer is not None:
+            self._closing = True
+            self._pending.set()
+            await asyncio.wait((self._writer,), timeout=timeout_s)
+            self._writer.cancel()
+            for _, then in self._outbox:
+                then()
         await self.redis.aclose()
