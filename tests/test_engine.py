@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from streamrag import KnowledgeBase
+from streamrag.answer.citations import cite
 from streamrag.answer.engine import AnswerEngine, AnswerSettings
-from streamrag.answer.events import Event
+from streamrag.answer.events import Event, Token, Usage
+from streamrag.answer.run import UNNUMBERED, RunState
 from streamrag.backends import History, open_backend
 from streamrag.config import Settings
 from streamrag.history.base import Turn
@@ -312,3 +314,62 @@ def test_sources_stop_at_the_context_budget(kb: KnowledgeBase) -> None:
     assert len(everything["sources"]) >= 2
     tight = AnswerEngine(kb, ScriptedLLM(["a"]), AnswerSettings(context_tokens=1))
     assert len(collect(tight, "退货 发票")[2].to_dict()["sources"]) == 1
+
+
+async def shout(events: AsyncIterator[Event], run: RunState) -> AsyncIterator[Event]:
+    """A transformer that holds the tokens back two at a time and upper-cases them."""
+    held: list[str] = []
+    async for event in events:
+        if isinstance(event, Token):
+            held.append(event.text)
+            if len(held) < 2:
+                continue
+            event = Token(run_id=run.run_id, seq=UNNUMBERED, text="".join(held).upper())
+            held.clear()
+        elif held and isinstance(event, Usage):
+            yield Token(run_id=run.run_id, seq=UNNUMBERED, text="".join(held).upper())
+        yield event
+
+
+def test_transformers_change_what_every_surface_and_the_record_get(
+    kb: KnowledgeBase, history: History
+) -> None:
+    """A post-processing stage is one transformer: its output is numbered, cited, recorded,
+    and is the done's answer; the model's own tokens go nowhere."""
+    llm = ScriptedLLM(["a", "b", "[1]", "c", "d"])
+    engine = AnswerEngine(kb, llm, memory=history, runlog=history, transformers=[shout, cite])
+    events = collect(engine, "退货")
+    assert [e.seq for e in events] == list(range(len(events)))
+    tokens = [e.to_dict()["text"] for e in events if e.type == "token"]
+    assert tokens == ["AB", "[1]C", "D"]
+    [citation] = [e.to_dict() for e in events if e.type == "citation"]
+    assert citation["offset"] == 2 and citation["seq"] == events.index(events[-1]) - 3
+    done = events[-1].to_dict()
+    record = history.get_run(events[0].run_id)
+    assert done["answer"] == "AB[1]CD" and record is not None and record.answer == "AB[1]CD"
+    assert [c.offset for c in record.citations] == [2]
+
+
+def test_closing_the_stream_closes_every_transformer_and_the_model(kb: KnowledgeBase) -> None:
+    """A client that goes away closes the engine's stream: the links below it close at once,
+    not when the garbage collector finds them."""
+    closed: list[str] = []
+
+    async def watched(events: AsyncIterator[Event], run: RunState) -> AsyncIterator[Event]:
+        try:
+            async for event in events:
+                yield event
+        finally:
+            closed.append("transformer")
+
+    llm = ScriptedLLM([f"t{i} " for i in range(1000)])
+
+    async def run() -> None:
+        stream = AnswerEngine(kb, llm, transformers=[watched, cite]).run("退货")
+        async for event in stream:
+            if event.type == "token":
+                break
+        await stream.aclose()
+        assert closed == ["transformer"] and llm.closed and llm.produced < 1000
+
+    asyncio.run(run())

@@ -3,13 +3,18 @@
 The model writes markers token by token, so a marker may arrive in pieces ("[", "1", "]").
 :class:`CitationScanner` keeps the part of the answer that may still become a marker and
 reports each marker as soon as its closing bracket arrives, with the character offset of its
-opening bracket in the answer.
+opening bracket in the answer. :func:`cite` is the engine's transformer that turns them into
+``citation`` events.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+from streamrag.answer.events import Citation, Event, Sources, Token
+from streamrag.answer.run import UNNUMBERED, RunState
 
 _OPEN = "[【"
 _CLOSE = {"[": "]", "【": "】"}
@@ -69,3 +74,27 @@ class CitationScanner:
 def _could_continue(inside: str) -> bool:
     """Whether ``inside`` is still the beginning of a valid list of numbers."""
     return all(char.isdigit() or char in " ,，、" for char in inside)
+
+
+async def cite(events: AsyncIterator[Event], run: RunState) -> AsyncIterator[Event]:
+    """A ``citation`` event after each token that closes a marker naming a source; a marker
+    naming no source is counted in ``run.invalid_citations``."""
+    scanner = CitationScanner()
+    by_number: dict[int, str] = {}
+    async for event in events:
+        yield event
+        if isinstance(event, Sources):
+            by_number = {source.number: source.chunk_id for source in event.sources}
+        elif isinstance(event, Token):
+            for marker in scanner.feed(event.text):
+                chunk_id = by_number.get(marker.number)
+                if chunk_id is None:
+                    run.invalid_citations += 1
+                    continue
+                yield Citation(
+                    run_id=run.run_id,
+                    seq=UNNUMBERED,
+                    number=marker.number,
+                    chunk_id=chunk_id,
+                    offset=marker.offset,
+                )
