@@ -85,3 +85,54 @@ def test_the_served_surfaces_stream_the_bundled_models_answer(
         answer = Client(str(client.base_url)).ask(question)
         assert answer.text.strip() and answer.sources
         assert answer.finish_reason in ("stop", "length")
+
+
+def test_an_answer_waiting_for_the_busy_model_says_so_at_once(
+    sample_kb: KnowledgeBase, local_llm: LocalLlama
+) -> None:
+    """The bundled model answers one question at a time: a question asked while it is busy
+    streams a ``waiting`` status with its place at once, then ``generating`` when its turn
+    comes, then its tokens."""
+    import asyncio
+    import json
+    import threading
+
+    holding, release = threading.Event(), threading.Event()
+
+    def busy() -> None:  # a long answer that has the model until released
+        async def run() -> None:
+            stream = local_llm.stream(
+                [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+                max_tokens=400,
+                temperature=0,
+            )
+            async for delta in stream:
+                if delta.text:
+                    holding.set()
+                    if release.is_set():
+                        break
+            await stream.aclose()
+
+        asyncio.run(run())
+
+    settings = sample_kb.settings.model_copy(
+        update={"kb": "sample", "answer_top_k": 2, "max_tokens": 20, "temperature": 0.0}
+    )
+    with serving(settings, local_llm) as client:
+        other = threading.Thread(target=busy)
+        other.start()
+        assert holding.wait(120)
+        seen: list[dict] = []
+        question = {"question": "How do I reset the router?"}
+        with client.stream("POST", "/v1/chat/stream", json=question) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:]))
+                    if seen[-1]["type"] == "status" and seen[-1]["stage"] == "waiting":
+                        release.set()
+        other.join()
+    stages = [(e["stage"], e["queue_position"]) for e in seen if e["type"] == "status"]
+    assert stages[-2:] == [("waiting", 1), ("generating", None)], stages
+    kinds = [e["type"] for e in seen]
+    last_status = len(kinds) - 1 - kinds[::-1].index("status")
+    assert last_status < kinds.index("token")

@@ -81,3 +81,30 @@ def test_an_unknown_or_missing_bundled_model_is_a_clear_error(tmp_path: Path) ->
 
     with pytest.raises(ConfigError, match="no bundled model named 'qwen-9b': choose"):
         bundled_model(tmp_path, "qwen-9b")
+
+
+def test_answers_wait_their_turn_in_order_and_are_told_their_place(
+    local_llm: LocalLlama,
+) -> None:
+    """One generation at a time: the third answer asked for hears at once that two come
+    before it, then one, then that its turn has come; the answers come out first come
+    first served."""
+    places: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    finished: list[int] = []
+
+    async def answer(number: int) -> None:
+        async for delta in local_llm.stream(
+            [{"role": "user", "content": f"Say the number {number}."}],
+            max_tokens=8,
+            temperature=0,
+        ):
+            if delta.queued is not None:
+                places[number].append(delta.queued)
+        finished.append(number)
+
+    async def run() -> None:
+        await asyncio.gather(*(answer(number) for number in range(3)))
+
+    asyncio.run(run())
+    assert places == {0: [], 1: [1, 0], 2: [2, 1, 0]}
+    assert finished == [0, 1, 2]

@@ -524,3 +524,31 @@ def test_the_page_works_on_a_phone_sized_screen(
         page.locator(".session .open").last.click()  # the older conversation
         expect(sidebar).to_be_hidden()
         expect(page.locator(".turn .question")).to_have_text("退货要几天？")
+
+
+class QueuedLLM(ScriptedLLM):
+    """Says two answers come first, waits, then answers."""
+
+    async def stream(self, messages, *, max_tokens, temperature):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        from streamrag.llm.base import LLMDelta
+
+        for ahead in (2, 1, 0):
+            yield LLMDelta(queued=ahead)
+            await asyncio.sleep(1.0 if ahead else 0)
+        async for delta in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
+            yield delta
+
+
+def test_a_question_waiting_for_the_model_shows_its_place(
+    server_settings: Settings, browser: Browser, errors: list[str]
+) -> None:
+    with serving(server_settings, QueuedLLM(["七天", "内。"])) as client:
+        page = open_page(browser, str(client.base_url), errors)
+        ask(page, "退货政策是什么？")
+        status = page.locator(".turn .status")
+        expect(status).to_contain_text("2", timeout=10_000)
+        expect(status).to_contain_text("1", timeout=10_000)
+        finished(page)
+        assert answer_text(page) == "七天内。"

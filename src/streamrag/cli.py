@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from streamrag.answer.events import Done, Error, Event, Source, Sources, Token
+from streamrag.answer.events import Done, Error, Event, Source, Sources, Status, Token
 from streamrag.answer.prompt import heading, language_of
 from streamrag.config import CONFIG_ENV, Settings, load_settings
 from streamrag.errors import StreamragError
@@ -588,6 +588,10 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
             elif isinstance(event, Token) and not as_json:
                 console.out(event.text, end="", highlight=False)
                 console.file.flush()
+            elif isinstance(event, Status) and event.queue_position and not as_json:
+                err_console.print(
+                    f"[dim]waiting for the model: {event.queue_position} answer(s) first…[/dim]"
+                )
             elif isinstance(event, Error) and not as_json:
                 console.out("")
                 err_console.print(

@@ -225,6 +225,14 @@ class AnswerEngine:
         try:
             async with aclosing(stream) as deltas:
                 async for delta in deltas:
+                    if delta.queued is not None:  # the model answers others first
+                        stage = "waiting" if delta.queued else "generating"
+                        yield Status(
+                            run_id=run.run_id,
+                            seq=UNNUMBERED,
+                            stage=stage,
+                            queue_position=delta.queued or None,
+                        )
                     if delta.text:
                         yield Token(run_id=run.run_id, seq=UNNUMBERED, text=delta.text)
                     if delta.finish_reason == "length":

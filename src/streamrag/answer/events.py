@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 from streamrag.records import Chunk
 
 FinishReason = Literal["stop", "length", "cancelled", "error", "interrupted"]
-Stage = Literal["condensing", "retrieving", "generating"]
+Stage = Literal["condensing", "retrieving", "waiting", "generating"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +92,13 @@ class RunStarted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Status(Event):
+    """The stage the run has reached; ``waiting``: for the model, busy with
+    ``queue_position`` other answers first."""
+
     type: ClassVar[str] = "status"
     stage: Stage
     standalone_question: str | None = None
+    queue_position: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,12 +20,15 @@ class ChatMessage(TypedDict):
 
 @dataclass(frozen=True, slots=True)
 class LLMDelta:
-    """A piece of the reply; the last ones carry the finish reason and token counts."""
+    """A piece of the reply; the last ones carry the finish reason and token counts.
+    ``queued`` (no text): how many answers the model gives before this one; 0 when its turn
+    has come (a model that answers one at a time says so)."""
 
     text: str = ""
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    queued: int | None = None
 
 
 class LLMError(StreamragError):

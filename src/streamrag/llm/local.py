@@ -16,7 +16,7 @@ import hashlib
 import importlib
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,8 +139,42 @@ def _plain_cpu_buffers() -> Iterator[None]:
             bindings.llama_model_default_params = defaults
 
 
+class _Line:
+    """Answers one at a time, first come first served; each waiting one is told how many
+    come before it whenever that changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[threading.Event, Callable[[int], None]]] = []
+
+    def join(self, told: Callable[[int], None]) -> threading.Event:
+        """Queue up; the event is set when it is this one's turn. ``told(n)``: n before it
+        (0: its turn has come)."""
+        turn = threading.Event()
+        with self._lock:
+            self._waiting.append((turn, told))
+            ahead = len(self._waiting) - 1
+        if ahead:
+            told(ahead)
+        else:
+            turn.set()
+        return turn
+
+    def leave(self, turn: threading.Event) -> None:
+        """Done (or gone before its turn): the next ones move up."""
+        with self._lock:
+            place = next(i for i, (each, _) in enumerate(self._waiting) if each is turn)
+            del self._waiting[place]
+            moved = list(enumerate(self._waiting))[place:]
+        for ahead, (each, told) in moved:
+            if ahead == 0:
+                each.set()
+            told(ahead)
+
+
 class LocalLlama:
-    """A GGUF chat model in this process, loaded once; one generation at a time."""
+    """A GGUF chat model in this process, loaded once; one generation at a time, the others
+    waiting their turn in order (told their place: ``LLMDelta.queued``)."""
 
     def __init__(self, model_path: Path, *, n_threads: int = 0, n_ctx: int = 4096) -> None:
         from llama_cpp import Llama
@@ -153,7 +187,7 @@ class LocalLlama:
                 n_ctx=n_ctx,
                 verbose=False,
             )
-        self._lock = threading.Lock()
+        self._line = _Line()
 
     @property
     def name(self) -> str:
@@ -177,30 +211,35 @@ class LocalLlama:
             except RuntimeError:  # the event loop closed meanwhile
                 stop.set()
 
+        turn = self._line.join(lambda ahead: post(LLMDelta(queued=ahead)))
+
         def generate() -> None:
-            with self._lock:
-                try:
-                    chunks = self._llama.create_chat_completion(
-                        messages=list(messages),
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                        stream=True,
-                    )
-                    completion = 0
-                    for chunk in chunks:
-                        if stop.is_set():
-                            break  # the generator stops computing tokens here
-                        choice = chunk["choices"][0]
-                        text = choice.get("delta", {}).get("content") or ""
-                        completion += bool(text)
-                        post(LLMDelta(text=text, finish_reason=choice.get("finish_reason")))
-                    else:
-                        prompt = max(self._llama.n_tokens - completion, 0)
-                        post(LLMDelta(prompt_tokens=prompt, completion_tokens=completion))
-                except Exception as exc:  # reported to the consumer as an LLMError
-                    post(exc)
-                finally:
-                    post(_END)
+            try:
+                while not turn.wait(0.1):
+                    if stop.is_set():
+                        return  # its reader went away before its turn
+                chunks = self._llama.create_chat_completion(
+                    messages=list(messages),
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stream=True,
+                )
+                completion = 0
+                for chunk in chunks:
+                    if stop.is_set():
+                        break  # the generator stops computing tokens here
+                    choice = chunk["choices"][0]
+                    text = choice.get("delta", {}).get("content") or ""
+                    completion += bool(text)
+                    post(LLMDelta(text=text, finish_reason=choice.get("finish_reason")))
+                else:
+                    prompt = max(self._llama.n_tokens - completion, 0)
+                    post(LLMDelta(prompt_tokens=prompt, completion_tokens=completion))
+            except Exception as exc:  # reported to the consumer as an LLMError
+                post(exc)
+            finally:
+                self._line.leave(turn)
+                post(_END)
 
         worker = threading.Thread(target=generate, name="streamrag-llama", daemon=True)
         worker.start()
@@ -210,7 +249,7 @@ class LocalLlama:
                     raise LLMError(
                         "local_model_failed", f"the local model failed: {item}", retryable=False
                     ) from item
-                if item.text or item.finish_reason or item.completion_tokens is not None:
+                if item != LLMDelta(text=""):  # not an empty delta (a role, say)
                     yield item
         finally:
             stop.set()

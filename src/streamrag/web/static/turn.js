@@ -6,7 +6,7 @@ import { duration, el, fileName } from "./format.js";
 import { errorText, t } from "./i18n.js";
 import { finishedLength, renderMarkdown } from "./markdown.js";
 
-const STAGES = new Set(["condensing", "retrieving", "generating"]); // also interface string keys
+const STAGES = new Set(["condensing", "retrieving", "waiting", "generating"]); // also interface string keys
 
 export class Turn {
   /** @param {(turn: Turn) => void} onGrow called after the answer's height may have changed */
@@ -48,7 +48,7 @@ export class Turn {
         this.#setRun(event.run_id);
         break;
       case "status":
-        this.#setStatus(t(STAGES.has(event.stage) ? event.stage : "generating"));
+        this.#setStatus(t(STAGES.has(event.stage) ? event.stage : "generating", { ahead: event.queue_position }));
         break;
       case "sources":
         this.showSources(event.sources);
