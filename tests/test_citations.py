@@ -47,3 +47,30 @@ def test_any_split_of_the_text_gives_the_same_markers() -> None:
         pieces = [answer[a:b] for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
         assert scan(*pieces) == whole
     assert whole == [(1, 20), (2, 23), (3, 33), (1, 43), (4, 43)]
+
+
+def test_sentences_end_after_their_markers_and_not_inside_a_number() -> None:
+    from streamrag.answer.support import SentenceSplitter
+
+    splitter = SentenceSplitter()
+    found = []
+    for delta in ["It takes 3", ".5 days.", " [1]", "[2] Refunds", " follow。【3】", "好"]:
+        found += splitter.feed(delta)
+    text = splitter.text
+    assert [text[s.start : s.close].strip() for s in found] == [
+        "It takes 3.5 days. [1][2]",
+        "Refunds follow。【3】",
+    ]
+    last = splitter.finish()
+    assert last is not None and text[last.start : last.close] == "好"
+
+
+def test_a_sentence_is_supported_by_what_it_adds_to_the_question() -> None:
+    from streamrag.answer.events import Source
+    from streamrag.answer.support import SupportJudge
+
+    manual = Source(1, "c1", "d", "Thread safety", "", "", 1.0, "libffi is not thread-safe.")
+    judge = SupportJudge([manual], "Is libffi thread-safe?")
+    assert judge.score("Yes, libffi is thread-safe [1].", 1) == 0.0  # "yes" is nowhere
+    assert judge.score("libffi is not thread-safe [1].", 1) == 1.0
+    assert judge.score("退款三个工作日到账", 1) == 0.0

@@ -61,7 +61,7 @@ def test_ask_streams_the_answer_then_the_numbered_sources(
     answer, _, sources = result.stdout.partition("来源")
     assert answer.strip().startswith("the quick brown fox")
     legend, *lines = [line for line in sources.splitlines() if line.strip()]
-    assert legend.strip() == "● 回答中引用，○ 未引用"
+    assert legend.strip() == "● 回答中引用，? 引用了但来源中未找到，≈ 未引用但来源支持，○ 未引用"
     assert [line.split("]")[0].split("[")[1] for line in lines] == ["1", "2", "3", "4", "5"]
     assert all(line.startswith((" ● [", " ○ [")) for line in lines)
     # short sources, not the absolute path of the installed package's sample folder

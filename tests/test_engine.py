@@ -74,10 +74,9 @@ def test_citations_across_token_splits_and_markers_without_a_source(kb: Knowledg
     assert [c["chunk_id"] for c in citations] == [s["chunk_id"] for s in sources[:2]]
     positions = [e.seq for e in events if e.type in ("token", "citation")]
     assert positions == sorted(positions)
-    token_texts = [e.to_dict()["text"] for e in events if e.type == "token"]
-    first_citation = next(i for i, e in enumerate(events) if e.type == "citation")
-    assert events[first_citation - 1].to_dict().get("text") == token_texts[2], (
-        "the citation follows the token that closed it"
+    kinds = [e.type for e in events]
+    assert kinds[-5:] == ["token", "citation", "citation", "usage", "done"], (
+        "the citations come once their sentence is over"
     )
     done = events[-1].to_dict()
     assert done["invalid_citations"] == 1
@@ -343,7 +342,11 @@ def test_transformers_change_what_every_surface_and_the_record_get(
     tokens = [e.to_dict()["text"] for e in events if e.type == "token"]
     assert tokens == ["AB", "[1]C", "D"]
     [citation] = [e.to_dict() for e in events if e.type == "citation"]
-    assert citation["offset"] == 2 and citation["seq"] == events.index(events[-1]) - 3
+    assert citation["offset"] == 2 and [e.type for e in events][-3:] == [
+        "citation",
+        "usage",
+        "done",
+    ]
     done = events[-1].to_dict()
     record = history.get_run(events[0].run_id)
     assert done["answer"] == "AB[1]CD" and record is not None and record.answer == "AB[1]CD"
@@ -373,3 +376,33 @@ def test_closing_the_stream_closes_every_transformer_and_the_model(kb: Knowledge
         assert closed == ["transformer"] and llm.closed and llm.produced < 1000
 
     asyncio.run(run())
+
+
+def test_each_sentence_is_checked_against_its_sources_as_it_ends(kb: KnowledgeBase) -> None:
+    """A cited source that holds the sentence supports it, one that does not is flagged, a
+    sentence without a marker that one source clearly holds gets an inferred citation; each
+    comes as its sentence ends (a marker after the full stop still belongs to it)."""
+    answer = ["自签收之日起七天内", "可以无理由退货。", "[1]", "火星上", "可以种土豆", "[1]。"]
+    llm = ScriptedLLM([*answer, "退货时请", "附上发票。"])
+    events = collect(AnswerEngine(kb, llm), "自签收之日起七天内可以无理由退货吗？")
+    by_number = {s.number: s for s in events[2].sources}  # type: ignore[attr-defined]
+    assert "七天内" in by_number[1].text and "发票" not in by_number[1].text
+    kinds = [e.type for e in events]
+    citations = [e.to_dict() for e in events if e.type == "citation"]
+    assert [(c["number"], c["supported"], c["inferred"]) for c in citations[:2]] == [
+        (1, True, False),
+        (1, False, False),
+    ]
+    first = kinds.index("citation")
+    assert events[first - 1].to_dict()["text"] == "火星上", "judged when the next one began"
+    assert citations[0]["score"] == 1.0 and citations[1]["score"] < 0.5
+    [inferred] = citations[2:]
+    assert (
+        inferred["inferred"]
+        and inferred["supported"]
+        and inferred["offset"]
+        == len("自签收之日起七天内可以无理由退货。[1]火星上可以种土豆[1]。退货时请附上发票")
+    )
+    assert "发票" in by_number[inferred["number"]].text
+    done = events[-1].to_dict()
+    assert [c["inferred"] for c in done["citations"]] == [False, False, True]

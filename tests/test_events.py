@@ -24,5 +24,14 @@ def test_every_event_has_type_run_id_seq_and_a_stable_json_form() -> None:
     )
     data = done.to_dict()
     assert data["type"] == "done"
-    assert data["citations"] == [{"number": 1, "chunk_id": "c1", "offset": 2}]
+    assert data["citations"] == [
+        {
+            "number": 1,
+            "chunk_id": "c1",
+            "offset": 2,
+            "supported": None,
+            "score": None,
+            "inferred": False,
+        }
+    ]
     assert set(data) >= {"answer", "citations", "finish_reason", "timings", "usage"}

@@ -552,3 +552,32 @@ def test_a_question_waiting_for_the_model_shows_its_place(
         expect(status).to_contain_text("1", timeout=10_000)
         finished(page)
         assert answer_text(page) == "七天内。"
+
+
+def test_unsupported_and_inferred_citations_look_different(
+    server_settings: Settings, browser: Browser, errors: list[str]
+) -> None:
+    """A marker whose source does not hold its sentence is flagged; a sentence without a
+    marker that one source holds gets the page's inferred marker, live and read back."""
+    llm = ScriptedLLM([])
+    with serving(server_settings, llm) as client:
+        question = "退款多久到账？"
+        search = {"query": question, "k": 1}
+        [top] = client.post("/v1/kbs/shop/search", json=search).json()["hits"]
+        fact = top["text"].split("\n")[-1].split("。")[0]  # a sentence of the first source
+        llm.deltas = [fact[:6], fact[6:], "。[1]", "火星上可以", "种土豆[1]。", fact, "。"]
+        page = open_page(browser, str(client.base_url), errors)
+        ask(page, question)
+        finished(page)
+        links = page.locator(".turn .markdown a.cite")
+        assert links.count() == 3
+        assert "unsupported" not in (links.nth(0).get_attribute("class") or "")
+        assert "unsupported" in (links.nth(1).get_attribute("class") or "")
+        assert "inferred" in (links.nth(2).get_attribute("class") or "")
+        assert links.nth(2).get_attribute("data-n") == "1"
+
+        page.reload()  # the conversation read back from the run record
+        page.wait_for_selector("body[data-ready]")
+        page.locator(".session").first.locator(".open").click()
+        expect(page.locator(".turn .markdown a.cite.inferred")).to_have_count(1)
+        expect(page.locator(".turn .markdown a.cite.unsupported")).to_have_count(1)

@@ -602,13 +602,28 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
     if as_json or done is None:
         return done
     console.out("")
-    cited = {citation.number for citation in done.citations}
+    marks: dict[int, str] = {}  # a source's best citation: supported, inferred, unsupported
+    for citation in done.citations:
+        if citation.inferred:
+            mark = "[cyan]≈[/cyan]"
+        elif citation.supported is False:
+            mark = "[yellow]?[/yellow]"
+        else:
+            mark = "[green]●[/green]"
+        if marks.get(citation.number) != "[green]●[/green]":
+            marks[citation.number] = mark
     english = language_of(done.standalone_question or "") == "en"
     if sources:
-        legend = "● cited, ○ not cited" if english else "● 回答中引用，○ 未引用"
-        console.print(f"[bold]{'Sources' if english else '来源'}[/bold]  [dim]{legend}[/dim]")
+        legend = (
+            "● cited, ? cited but not found there, ≈ not cited but it says so, ○ not cited"
+            if english
+            else "● 回答中引用，? 引用了但来源中未找到，≈ 未引用但来源支持，○ 未引用"
+        )
+        console.print(
+            f"[bold]{'Sources' if english else '来源'}[/bold]  [dim]{legend}[/dim]", soft_wrap=True
+        )
     for source in sources:
-        mark = "[green]●[/green]" if source.number in cited else "[dim]○[/dim]"
+        mark = marks.get(source.number, "[dim]○[/dim]")
         console.print(  # one line per source: a terminal wraps it, a pipe keeps it whole
             f" {mark} [{source.number}] {escape(heading(source))}  "
             f"[dim]{escape(display_source(source.source))}[/dim]",

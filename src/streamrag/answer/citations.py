@@ -13,8 +13,9 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from streamrag.answer.events import Citation, Event, Sources, Token
+from streamrag.answer.events import Citation, Error, Event, Sources, Token, Usage
 from streamrag.answer.run import UNNUMBERED, RunState
+from streamrag.answer.support import SUPPORTED, Sentence, SentenceSplitter, SupportJudge
 
 _OPEN = "[【"
 _CLOSE = {"[": "]", "【": "】"}
@@ -77,24 +78,53 @@ def _could_continue(inside: str) -> bool:
 
 
 async def cite(events: AsyncIterator[Event], run: RunState) -> AsyncIterator[Event]:
-    """A ``citation`` event after each token that closes a marker naming a source; a marker
-    naming no source is counted in ``run.invalid_citations``."""
-    scanner = CitationScanner()
+    """``citation`` events, each as the sentence it belongs to finishes: one per marker that
+    names a source, with whether that source supports the sentence, and an inferred one for a
+    sentence without a marker that one source clearly supports. A marker naming no source is
+    counted in ``run.invalid_citations``."""
+    scanner, sentences = CitationScanner(), SentenceSplitter()
+    judge = SupportJudge([])
+    markers: list[Marker] = []
     by_number: dict[int, str] = {}
+
+    def judged(sentence: Sentence, answer: str) -> list[Citation]:
+        text = answer[sentence.start : sentence.close]
+        mine = [m for m in markers if m.offset < sentence.close]
+        del markers[: len(mine)]
+        found = [(m.number, m.offset, judge.score(text, m.number), False) for m in mine]
+        if not mine and (inferred := judge.infer(text)) is not None:
+            found.append((inferred[0], sentence.end, inferred[1], True))
+        return [
+            Citation(
+                run_id=run.run_id,
+                seq=UNNUMBERED,
+                number=number,
+                chunk_id=by_number[number],
+                offset=offset,
+                supported=score >= SUPPORTED,
+                score=score,
+                inferred=inferred,
+            )
+            for number, offset, score, inferred in found
+        ]
+
     async for event in events:
-        yield event
+        if isinstance(event, Token):
+            yield event
+            for marker in scanner.feed(event.text):
+                if marker.number in by_number:
+                    markers.append(marker)
+                else:
+                    run.invalid_citations += 1
+            for sentence in sentences.feed(event.text):
+                for citation in judged(sentence, sentences.text):
+                    yield citation
+            continue
         if isinstance(event, Sources):
             by_number = {source.number: source.chunk_id for source in event.sources}
-        elif isinstance(event, Token):
-            for marker in scanner.feed(event.text):
-                chunk_id = by_number.get(marker.number)
-                if chunk_id is None:
-                    run.invalid_citations += 1
-                    continue
-                yield Citation(
-                    run_id=run.run_id,
-                    seq=UNNUMBERED,
-                    number=marker.number,
-                    chunk_id=chunk_id,
-                    offset=marker.offset,
-                )
+            judge = SupportJudge(event.sources, run.standalone)
+        elif isinstance(event, Usage | Error) and (last := sentences.finish()) is not None:
+            for citation in judged(last, sentences.text):  # the answer is over: its last
+                yield citation
+            sentences = SentenceSplitter()
+        yield event

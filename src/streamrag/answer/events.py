@@ -47,11 +47,16 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class CitedSource:
-    """A marker in the answer that points at a source."""
+    """A source cited in the answer: by a marker at ``offset``, or ``inferred`` for the
+    sentence ending there. ``supported``: whether the source holds the sentence (``score``:
+    the share of its terms found there); None where it was not checked."""
 
     number: int
     chunk_id: str
     offset: int
+    supported: bool | None = None
+    score: float | None = None
+    inferred: bool = False
 
 
 class _MadeOnce:
@@ -116,10 +121,20 @@ class Token(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Citation(Event):
+    """A source cited by the sentence that just finished (see :class:`CitedSource`)."""
+
     type: ClassVar[str] = "citation"
     number: int
     chunk_id: str
     offset: int
+    supported: bool | None = None
+    score: float | None = None
+    inferred: bool = False
+
+    def cited(self) -> CitedSource:
+        return CitedSource(
+            self.number, self.chunk_id, self.offset, self.supported, self.score, self.inferred
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,11 +184,7 @@ def ending(
             run_id=run_id,
             seq=seq + 1,
             answer=answer_of(events),
-            citations=[
-                CitedSource(e.number, e.chunk_id, e.offset)
-                for e in events
-                if isinstance(e, Citation)
-            ],
+            citations=[e.cited() for e in events if isinstance(e, Citation)],
             finish_reason=finish_reason,
             timings={},
             usage={},

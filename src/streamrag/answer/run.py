@@ -79,7 +79,7 @@ class RunState:
                 self.timings["ttft_ms"] = self.ms_since(self.started)
             self.answer.append(event.text)
         elif isinstance(event, Citation):
-            self.citations.append(CitedSource(event.number, event.chunk_id, event.offset))
+            self.citations.append(event.cited())
         return event
 
     def end(self) -> None:

@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import astuple
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -270,7 +271,7 @@ def _row(run: RunRecord) -> tuple[Any, ...]:
         run.standalone_question,
         _json(run.retrieved),
         run.answer,
-        _json([[c.number, c.chunk_id, c.offset] for c in run.citations]),
+        _json([list(astuple(c)) for c in run.citations]),
         run.finish_reason,
         _json(run.timings),
         _json(run.usage),

@@ -42,6 +42,11 @@ def tokenize(text: str) -> list[str]:
     return list(_terms(text))
 
 
+def stem(word: str) -> str:
+    """An English word's stem (Snowball): "returns" and "returned" are "return"."""
+    return _STEMMER.stemWord(word)  # type: ignore[no-any-return]
+
+
 def _terms(text: str) -> Iterator[str]:
     normalized = unicodedata.normalize("NFKC", text).lower()
     for word in rjieba.cut(normalized):
@@ -51,7 +56,7 @@ def _terms(text: str) -> Iterator[str]:
         if word.isascii():
             if len(word) == 1 and word.isalpha():  # the "s" of "women's", the "t" of "don't"
                 continue
-            word = _STEMMER.stemWord(word)
+            word = stem(word)
         if word in STOPWORDS:
             continue
         yield word

@@ -3,22 +3,38 @@
 import { Marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.mjs";
 
-// The markers the server's citation scanner accepts (streamrag/answer/citations.py).
-const MARKER = /^(?:\[\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*\]|【\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*】)/;
+// The markers the server's citation scanner accepts (streamrag/answer/citations.py), and the
+// page's own "[~n]" for a citation the server inferred (spliced in by the turn).
+const MARKER = /^(?:\[\s*(~?\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*\]|【\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*】)/;
+const INFERRED = "~";
 
 const citations = {
   name: "citation",
   level: "inline",
-  start: (src) => src.search(/[[【]\s*\d/),
+  start: (src) => src.search(/[[【]\s*~?\d/),
   tokenizer(src) {
     const match = MARKER.exec(src);
     if (!match) return undefined;
-    const numbers = (match[1] ?? match[2]).split(/\s*[,，、]\s*/).map(Number);
-    return { type: "citation", raw: match[0], numbers };
+    const inside = match[1] ?? match[2];
+    const inferred = inside.startsWith(INFERRED);
+    const numbers = inside.replace(INFERRED, "").split(/\s*[,，、]\s*/).map(Number);
+    return { type: "citation", raw: match[0], numbers, inferred };
   },
   renderer: (token) =>
-    token.numbers.map((n) => `<a class="cite" href="#" data-n="${n}">${n}</a>`).join(""),
+    token.numbers
+      .map((n) => `<a class="cite${token.inferred ? " inferred" : ""}" href="#" data-n="${n}">${n}</a>`)
+      .join(""),
 };
+
+/** ``text`` with the page's marker of each inferred citation (``{number, offset}``) spliced in
+ * where it belongs: the end of the sentence the source supports. */
+export function withInferred(text, inferred) {
+  let marked = text;
+  for (const { number, offset } of [...inferred].sort((a, b) => b.offset - a.offset)) {
+    marked = `${marked.slice(0, offset)}[${INFERRED}${number}]${marked.slice(offset)}`;
+  }
+  return marked;
+}
 
 const marked = new Marked({ gfm: true, breaks: true, extensions: [citations] });
 

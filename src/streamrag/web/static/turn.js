@@ -4,7 +4,7 @@
 import { ApiError, getJSON } from "./api.js";
 import { duration, el, fileName } from "./format.js";
 import { errorText, t } from "./i18n.js";
-import { finishedLength, renderMarkdown } from "./markdown.js";
+import { finishedLength, renderMarkdown, withInferred } from "./markdown.js";
 
 const STAGES = new Set(["condensing", "retrieving", "waiting", "generating"]); // also interface string keys
 
@@ -15,6 +15,8 @@ export class Turn {
     this.runId = null;
     this.text = "";
     this.sources = new Map(); // number → source
+    this.checked = []; // the citation events of the markers, in order: is each supported?
+    this.inferred = []; // the citations the server inferred for sentences without a marker
     this.pending = false;
     this.status = el("div", { class: "status", "aria-live": "polite" });
     this.cards = el("div", { class: "sources", hidden: true });
@@ -64,8 +66,12 @@ export class Turn {
       case "done":
         this.finish(event.answer, event.finish_reason);
         break;
+      case "citation":
+        (event.inferred ? this.inferred : this.checked).push(event);
+        this.#linkCitations();
+        break;
       default:
-        break; // citation and usage: the markers are read from the text, usage on "done"
+        break; // usage: shown on "done"
     }
   }
 
@@ -86,7 +92,7 @@ export class Turn {
 
   /** The answer is over: its final text and how it ended. */
   finish(answer, finishReason) {
-    this.text = answer;
+    this.text = withInferred(answer, this.inferred);
     this.settledLength = 0;
     this.settled.replaceChildren();
     this.node.classList.remove("streaming");
@@ -113,6 +119,8 @@ export class Turn {
   /** A recorded run (a conversation from the server): answer, sources read back, details. */
   async showRecord(record) {
     this.#setRun(record.run_id);
+    this.checked = record.citations.filter((citation) => !citation.inferred);
+    this.inferred = record.citations.filter((citation) => citation.inferred);
     this.finish(record.answer, record.finish_reason);
     if (record.error) this.showError(record.error.code, record.error.message);
     this.record = record;
@@ -193,10 +201,19 @@ export class Turn {
   }
 
   #linkCitations() {
+    let marker = 0; // the markers naming a source, in order, are the checked citations
     for (const link of this.answer.querySelectorAll("a.cite")) {
       const source = this.sources.get(Number(link.dataset.n));
       link.classList.toggle("invalid", !source); // the model cited a number it was not given
       link.title = source ? source.title || fileName(source.source ?? "") : "";
+      if (!source) continue;
+      if (link.classList.contains("inferred")) {
+        link.title = `${t("citationInferred")}: ${link.title}`;
+        continue;
+      }
+      const unsupported = this.checked[marker++]?.supported === false;
+      link.classList.toggle("unsupported", unsupported);
+      if (unsupported) link.title = `${t("citationUnsupported")}: ${link.title}`;
     }
   }
 

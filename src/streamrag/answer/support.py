@@ -1,0 +1,127 @@
+"""Whether a source supports a sentence of the answer, decided as the answer streams.
+
+A sentence's support by a source is the share of its claim's terms found in the source: its
+terms — English words (stemmed, function words left out) and Chinese character bigrams,
+markers and punctuation left out — less those of the question (what the sentence adds; all of
+them if it adds nothing): "Yes, libffi is thread-safe" adds only "yes" to "Is libffi
+thread-safe?", and a manual that never says so does not support it. A cited source that holds
+at least ``SUPPORTED`` of them supports the sentence; a sentence without a marker is given an
+inferred citation when one source holds at least ``INFERRED`` of them and clearly more
+(``INFER_MARGIN``) than any other. The constants were fixed before measuring
+(bench/citation_support.py measures them).
+
+:class:`SentenceSplitter` cuts the streamed answer into sentences; a marker written after the
+sentence's closing punctuation ("…退货。[1]") still belongs to that sentence.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streamrag.answer.events import Source
+from streamrag.retrieve.tokenize import STOPWORDS, stem
+
+SUPPORTED = 0.5
+INFERRED = 0.75
+INFER_MARGIN = 0.2
+MIN_INFER_TERMS = 4  # a shorter sentence ("好的。") is not worth a citation
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
+_MARKER = re.compile(r"[\[【]\s*\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\s*[\]】]")
+_ENDS = frozenset("。！？；!?;\n")
+_TRAILING = frozenset(" \t\r\n[]【】0123456789,，、\"'”’)）")  # may follow an end
+
+
+def support_terms(text: str) -> frozenset[str]:
+    """The terms of ``text`` that support is judged on."""
+    normalized = unicodedata.normalize("NFKC", _MARKER.sub(" ", text)).lower()
+    terms = {run[i : i + 2] for run in _CJK_RUN.findall(normalized) for i in range(len(run) - 1)}
+    terms.update(stem(word) for word in _WORD.findall(normalized) if word not in STOPWORDS)
+    return frozenset(terms)
+
+
+def support(sentence: frozenset[str], source: frozenset[str]) -> float:
+    """The share of a sentence's terms found in a source (0 for a sentence without any)."""
+    return len(sentence & source) / len(sentence) if sentence else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A finished sentence: ``start``, the offset of its closing punctuation (``end``) and
+    where the text after it (its markers, white space) stops (``close``)."""
+
+    start: int
+    end: int
+    close: int
+
+
+class SentenceSplitter:
+    """Feed answer deltas in order; get back the sentences each delta finished."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._start = 0
+        self._end: int | None = None  # the closing punctuation of the current sentence
+        self._cursor = 0
+
+    def feed(self, delta: str) -> list[Sentence]:
+        self.text += delta
+        done: list[Sentence] = []
+        text = self.text
+        while self._cursor < len(text):
+            i, char = self._cursor, text[self._cursor]
+            if self._end is None:
+                if char == "." and i + 1 == len(text):
+                    break  # an end only if white space follows: wait for it
+                if char in _ENDS or (char == "." and text[i + 1].isspace()):
+                    self._end = i
+            elif char not in _TRAILING:
+                done.append(Sentence(self._start, self._end, i))
+                self._start, self._end = i, None
+                continue  # this character begins the next sentence
+            self._cursor += 1
+        return done
+
+    def finish(self) -> Sentence | None:
+        """The last sentence, once the answer is over (None if there is no text left)."""
+        if not self.text[self._start :].strip():
+            return None
+        end = self._end if self._end is not None else len(self.text.rstrip())
+        return Sentence(self._start, end, len(self.text))
+
+
+class SupportJudge:
+    """Support of the sentences answering ``question`` by its numbered sources."""
+
+    def __init__(self, sources: Sequence[Source], question: str = "") -> None:
+        self.terms = {
+            source.number: support_terms(f"{source.title}\n{source.text}") for source in sources
+        }
+        self.asked = support_terms(question)
+
+    def claim(self, sentence: str) -> frozenset[str]:
+        """The terms a sentence adds to the question (all of its terms if none)."""
+        terms = support_terms(sentence)
+        return terms - self.asked or terms
+
+    def score(self, sentence: str, number: int) -> float:
+        return round(support(self.claim(sentence), self.terms.get(number, frozenset())), 3)
+
+    def infer(self, sentence: str) -> tuple[int, float] | None:
+        """The source that clearly supports a sentence without a marker, and its score."""
+        if len(support_terms(sentence)) < MIN_INFER_TERMS or not self.terms:
+            return None
+        terms = self.claim(sentence)
+        scores = sorted(
+            ((support(terms, source), number) for number, source in self.terms.items()),
+            reverse=True,
+        )
+        best, number = scores[0]
+        runner_up = scores[1][0] if len(scores) > 1 else 0.0
+        if best >= INFERRED and best - runner_up >= INFER_MARGIN:
+            return number, round(best, 3)
+        return None
