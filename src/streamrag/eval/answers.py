@@ -40,6 +40,7 @@ class AnswerResult:
     correct: bool
     citations: int
     gold_citations: int
+    supported_citations: int  # the model's or inferred, that their source supports
     finish_reason: str
     ttft_ms: float | None
     total_ms: float
@@ -94,6 +95,7 @@ def answer_one(rag: RAG, query: AnswerQuery) -> AnswerResult:
         gold_citations=sum(
             chunk is not None and chunk.doc_id in query.gold for chunk in cited_docs
         ),
+        supported_citations=sum(bool(c.supported) for c in done.citations),
         finish_reason=done.finish_reason,
         ttft_ms=done.timings.get("ttft_ms"),
         total_ms=done.timings.get("total_ms", 0.0),
@@ -130,6 +132,9 @@ def summarize(results: Sequence[AnswerResult], model: str) -> dict[str, Any]:
         if citations
         else None,
         "answers_with_citations": round(sum(r.citations > 0 for r in results) / count, 4),
+        "answers_with_supported_citations": round(
+            sum(r.supported_citations > 0 for r in results) / count, 4
+        ),
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "ttft_p95_ms": round(percentile(ttfts, 95), 1) if ttfts else None,
         "tokens_per_s_p50": round(statistics.median(speeds), 2) if speeds else None,
