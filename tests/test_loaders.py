@@ -81,6 +81,27 @@ def test_markdown_heading_path_and_code_fences(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("loader", [load_txt, load_markdown])
+def test_underlined_headings_in_plain_text_and_markdown(tmp_path: Path, loader) -> None:
+    """ "Title" over ==== is a level-1 heading, over ---- a level-2 one (README and release
+    notes style); a rule under a paragraph of several lines, or after a blank line, is not."""
+    path = tmp_path / "NOTES.txt"
+    path.write_text(
+        "dpkg notes\n==========\n\nAbout the package.\n\nInstalling\n----------\n\n"
+        "Run the installer.\nThen reboot.\n----------\n\n----\n\nUpgrading\n---\n\nJust do it.\n"
+        "\n```\nnot a heading\n---\n```\n",
+        encoding="utf-8",
+    )
+    [doc] = load(loader, path).documents
+    assert doc.title == "dpkg notes"
+    assert [(b.headings, b.text.splitlines()[0]) for b in doc.blocks] == [
+        (("dpkg notes",), "About the package."),
+        (("dpkg notes", "Installing"), "Run the installer."),
+        (("dpkg notes", "Upgrading"), "Just do it."),
+    ]
+    assert "----------" in doc.blocks[1].text and "not a heading" in doc.blocks[2].text
+
+
 def test_html_headings_text_and_no_scripts(tmp_path: Path) -> None:
     path = tmp_path / "faq.html"
     path.write_text(

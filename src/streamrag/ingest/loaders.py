@@ -106,6 +106,9 @@ _SENTENCE_PUNCTUATION = tuple("。！？；.!?;，,")
 
 def load_txt(origin: Origin, data: bytes) -> LoadedFile:
     text, encoding = decode_text(data)
+    if _UNDERLINE.search(text):  # headings underlined with ==== or ----
+        title, blocks = _sections(text, atx=False)
+        return _single(origin, data, title or origin.stem, blocks, encoding=encoding)
     text = clean_text(text)
     return _single(origin, data, _first_line_title(text), [Block(text)], encoding=encoding)
 
@@ -121,12 +124,21 @@ def _first_line_title(text: str) -> str:
 
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_UNDERLINE = re.compile(r"^[ \t]*(={3,}|-{3,})[ \t]*$", re.MULTILINE)
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 
 
 def load_markdown(origin: Origin, data: bytes) -> LoadedFile:
     text, encoding = decode_text(data)
+    title, blocks = _sections(text, atx=True)
+    return _single(origin, data, title or origin.stem, blocks, encoding=encoding)
+
+
+def _sections(text: str, *, atx: bool) -> tuple[str, list[Block]]:
+    """The title (the first level-1 heading) and the blocks under each heading path of a
+    Markdown text (``atx``: "# headings" too) or a plain one: a line underlined with ``===``
+    is a level-1 heading, with ``---`` a level-2 one (setext), outside code fences."""
     headings: list[str] = []
     blocks: list[Block] = []
     lines: list[str] = []
@@ -138,22 +150,34 @@ def load_markdown(origin: Origin, data: bytes) -> LoadedFile:
             blocks.append(Block(clean_text("\n".join(lines)), tuple(headings)))
             lines.clear()
 
+    def open_heading(level: int, name: str) -> None:
+        nonlocal title
+        flush()
+        del headings[level - 1 :]
+        headings.extend([""] * (level - 1 - len(headings)))
+        headings.append(name)
+        title = title or (name if level == 1 else "")
+
     for line in text.splitlines():
         if _FENCE.match(line):
             in_fence = not in_fence
-        heading = None if in_fence else _ATX_HEADING.match(line)
+        heading = None if in_fence or not atx else _ATX_HEADING.match(line)
+        underline = None if in_fence else _UNDERLINE.fullmatch(line)
         if heading:
-            flush()
-            level, name = len(heading.group(1)), _md_inline(heading.group(2))
-            del headings[level - 1 :]
-            headings.extend([""] * (level - 1 - len(headings)))
-            headings.append(name)
-            title = title or (name if level == 1 else "")
+            open_heading(len(heading.group(1)), _md_inline(heading.group(2)))
+        elif underline and _one_line_paragraph(lines):
+            name = lines.pop().strip()
+            open_heading(1 if underline.group(1)[0] == "=" else 2, name)
         else:
-            lines.append(line if in_fence else _md_inline(line))
+            lines.append(line if in_fence or not atx else _md_inline(line))
     flush()
-    blocks = [Block(b.text, tuple(h for h in b.headings if h), b.page) for b in blocks]
-    return _single(origin, data, title or origin.stem, blocks, encoding=encoding)
+    return title, [Block(b.text, tuple(h for h in b.headings if h), b.page) for b in blocks]
+
+
+def _one_line_paragraph(lines: list[str]) -> bool:
+    """Whether the last of ``lines`` is a paragraph of its own (what an underline makes a
+    heading; under a longer paragraph or a blank line it is a rule)."""
+    return bool(lines and lines[-1].strip() and (len(lines) == 1 or not lines[-2].strip()))
 
 
 def _md_inline(line: str) -> str:
