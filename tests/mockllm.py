@@ -4,7 +4,9 @@ written, and whether and when the client went away).
 
 Run as ``python tests/mockllm.py --port P [--first-token-ms 30 --inter-token-ms 20
 --tokens 100]``; it binds 127.0.0.1 only. Endpoints: ``POST /v1/chat/completions`` (stream or
-not), ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /stats[?reset=1]``, ``GET /health``.
+not), ``POST /v1/embeddings``, ``POST /v1/rerank`` (the Jina shape: a document scores the
+share of the query's characters it holds), ``GET /v1/models``, ``GET /stats[?reset=1]``,
+``GET /health``.
 Plain asyncio streams, HTTP/1.1 with keep-alive: nothing but the standard library, so the test
 suite carries its own upstream.
 """
@@ -81,6 +83,13 @@ class Mock:
                 for i, t in enumerate(texts)
             ]
             send_json(writer, {"object": "list", "data": data, "model": "mock-embed"})
+        elif path == "/v1/rerank" and method == "POST":
+            request = json.loads(body)
+            asked = set(request["query"])
+            scores = [len(asked & set(doc)) / len(asked) for doc in request["documents"]]
+            ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
+            results = [{"index": i, "relevance_score": scores[i]} for i in ranked]
+            send_json(writer, {"model": request["model"], "results": results})
         elif path == "/v1/chat/completions" and method == "POST":
             return await self.generate(json.loads(body), reader, writer)
         else:

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(80, ge=0, description="Overlap between chunks in characters.")
 
     search_top_k: int = Field(5, ge=1, le=1000)
+    rerank_base_url: str | None = Field(
+        None,
+        description="A reranker's API (the /v1/rerank shape of Jina, Xinference, vLLM, "
+        "SiliconFlow, TEI): it reorders the best rerank_top_n hits of every search. Off if unset.",
+    )
+    rerank_api_key: str | None = Field(None, description="API key for rerank_base_url.")
+    rerank_model: str = Field("", description="Model name sent to rerank_base_url.")
+    rerank_top_n: int = Field(20, ge=1, le=1000, description="Hits the reranker reorders.")
 
     llm_base_url: str | None = Field(
         None,

@@ -23,6 +23,7 @@ from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
 from streamrag.names import check_kb_name
 from streamrag.records import DocumentInfo, KnowledgeBaseInfo
+from streamrag.retrieve.rerank import APIReranker, reranker_from
 from streamrag.retrieve.retriever import Mode, Retriever, SearchResults
 from streamrag.retrieve.tokenize import TOKENIZER_VERSION, tokenize
 from streamrag.store import SearchFilter, Store
@@ -201,7 +202,17 @@ class KnowledgeBase:
 
     @functools.cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder)
+        return Retriever(
+            self.store,
+            self.embedder,
+            reranker=self.reranker,
+            rerank_candidates=self.settings.rerank_top_n,
+        )
+
+    @functools.cached_property
+    def reranker(self) -> APIReranker | None:
+        """The configured reranker (``rerank_base_url``), or None."""
+        return reranker_from(self.settings)
 
     def search(
         self,
@@ -213,7 +224,12 @@ class KnowledgeBase:
         """The ``k`` best chunks for ``query`` (see :meth:`Retriever.search`)."""
         k = k or self.settings.search_top_k
         if mode == "bm25":
-            return Retriever(self.store, None).search(query, k, mode, where)
+            return Retriever(
+                self.store,
+                None,
+                reranker=self.reranker,
+                rerank_candidates=self.settings.rerank_top_n,
+            ).search(query, k, mode, where)
         if self.embed_model is None:  # nothing ingested yet
             return SearchResults()
         return self.retriever.search(query, k, mode, where)
@@ -239,6 +255,8 @@ class KnowledgeBase:
         (an ingest where every file failed) is removed again: it never shows up empty."""
         empty = self._created and self.store.count()[0] == 0
         self.store.close()
+        if self.__dict__.get("reranker") is not None:
+            self.reranker.close()  # type: ignore[union-attr]
         if empty:
             self.backend.catalog.drop(self.name)
         self._close_backend()

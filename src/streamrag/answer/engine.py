@@ -208,6 +208,8 @@ class AnswerEngine:
             yield run.fail("retrieval_failed", f"retrieval failed: {exc}", retryable=True)
             return
         run.timings["retrieve_ms"] = run.ms_since(moment)
+        if hits.rerank_ms is not None:
+            run.timings["rerank_ms"] = hits.rerank_ms
         run.sources = self._numbered_sources(hits)
         yield Sources(
             run_id=run.run_id, seq=UNNUMBERED, sources=run.sources, degraded=hits.degraded

@@ -1,14 +1,17 @@
-"""Search a knowledge base by vector, by BM25, or both fused (the default)."""
+"""Search a knowledge base by vector, by BM25, or both fused (the default); then, with a
+reranker, its order of the best candidates."""
 
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal, get_args
 
 from streamrag.embed import Embedder
 from streamrag.records import SearchHit
 from streamrag.retrieve.fusion import fuse
+from streamrag.retrieve.rerank import Reranker, RerankError
 from streamrag.retrieve.tokenize import tokenize
 from streamrag.store import SearchFilter, Store
 
@@ -22,22 +25,34 @@ log = logging.getLogger("streamrag.retrieve")
 
 
 class SearchResults(list[SearchHit]):
-    """Ranked hits, best first; ``degraded`` says why a hybrid search fell back to BM25
-    alone (None when it did not)."""
+    """Ranked hits, best first; ``degraded`` says why a search fell back (to BM25 alone, or
+    to the fused order), None when it did not; ``rerank_ms``: the reranker's time."""
 
     degraded: str | None = None
+    rerank_ms: float | None = None
 
 
 class Retriever:
     """Ranks a store's chunks for a query.
 
-    ``candidates`` is how deep each ranking is read before fusion (and at least ``k``).
+    ``candidates`` is how deep each ranking is read before fusion (and at least ``k``); a
+    ``reranker`` reorders the best ``rerank_candidates`` of the result.
     """
 
-    def __init__(self, store: Store, embedder: Embedder | None, candidates: int = 50) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder | None,
+        candidates: int = 50,
+        *,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 20,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
 
     def search(
         self,
@@ -75,12 +90,28 @@ class Retriever:
         if pending is not None:
             keyword = pending.result()
         if mode == "vector":
-            ranked = vector[:k]
+            ranked = vector
         elif mode == "bm25":
-            ranked = keyword[:k]
+            ranked = keyword
         else:
-            ranked = fuse(keyword, vector)[:k]
-        chunks = self.store.get_chunks([chunk_id for chunk_id, _ in ranked])
+            ranked = fuse(keyword, vector)
+        rerank_ms, chunks = None, None
+        if self.reranker is not None and ranked:
+            ranked = ranked[: max(self.rerank_candidates, k)]
+            chunks = self.store.get_chunks([chunk_id for chunk_id, _ in ranked])
+            ranked = [pair for pair in ranked if pair[0] in chunks]
+            started = time.perf_counter()
+            try:
+                order = self.reranker.rerank(query, [chunks[c].text for c, _ in ranked])
+            except RerankError as exc:
+                log.warning("reranking failed, keeping the search's order: %s", exc)
+                degraded = "; ".join(filter(None, (degraded, f"{exc}; kept the search's order")))
+            else:
+                ranked = [(ranked[index][0], score) for index, score in order]
+            rerank_ms = round((time.perf_counter() - started) * 1000, 2)
+        ranked = ranked[:k]
+        if chunks is None:
+            chunks = self.store.get_chunks([chunk_id for chunk_id, _ in ranked])
         vector_scores = dict(vector)
         bm25_scores = dict(keyword)
         results = SearchResults(
@@ -95,4 +126,5 @@ class Retriever:
             if chunk_id in chunks
         )
         results.degraded = degraded
+        results.rerank_ms = rerank_ms
         return results
