@@ -249,7 +249,7 @@ def test_a_follow_up_is_condensed_with_the_stored_history(
     kb: KnowledgeBase, history: History
 ) -> None:
     llm = CondensingLLM("退货时需要附上发票吗？")
-    engine = recorded_engine(kb, llm, history)
+    engine = recorded_engine(kb, llm, history, condense="llm")
     collect(engine, "退货需要什么？", session_id="s")
     assert not llm.condense_requests, "a first question is not condensed"
     events = collect(engine, "那发票呢？", session_id="s")
@@ -269,8 +269,8 @@ def test_a_self_contained_follow_up_is_not_sent_to_the_model(
 ) -> None:
     llm = CondensingLLM("unused")
     collect(
-        recorded_engine(kb, llm, history),
-        "发票丢了还能退货吗？",
+        recorded_engine(kb, llm, history, condense="llm"),
+        "发票丢了以后还能不能退货？",
         history=[Turn("退货要几天？", "七天")],
     )
     assert not llm.condense_requests
@@ -281,7 +281,8 @@ def test_an_unusable_rewrite_falls_back_to_the_rules(
     kb: KnowledgeBase, history: History, reply: str
 ) -> None:
     llm = CondensingLLM(reply)
-    events = collect(recorded_engine(kb, llm, history), "它呢？", history=[Turn("退货要几天？")])
+    engine = recorded_engine(kb, llm, history, condense="llm")
+    events = collect(engine, "它呢？", history=[Turn("退货要几天？")])
     assert events[-1].to_dict()["standalone_question"] == "退货要几天？ 它呢？"
 
 
@@ -298,10 +299,21 @@ def test_condense_modes_rules_and_off(kb: KnowledgeBase, history: History) -> No
         assert not llm.condense_requests
 
 
+def test_the_rules_carry_the_topic_back_to_the_last_standalone_question(
+    kb: KnowledgeBase, history: History
+) -> None:
+    """The default: no model asked; a follow-up of a follow-up keeps the first topic."""
+    llm = CondensingLLM("unused")
+    turns = [Turn("冰箱保修多久？"), Turn("退货要几天？"), Turn("那运费呢？")]
+    events = collect(recorded_engine(kb, llm, history), "谁来出？", history=turns)
+    assert events[-1].to_dict()["standalone_question"] == "退货要几天？ 那运费呢？ 谁来出？"
+    assert not llm.condense_requests
+
+
 def test_the_history_window_is_bounded_in_tokens(kb: KnowledgeBase, history: History) -> None:
     turns = [Turn(f"第{i}个问题：退货规则{i}是什么？", "回答" * 20) for i in range(30)]
     llm = CondensingLLM("退货规则是什么？")
-    engine = recorded_engine(kb, llm, history, history_tokens=300)
+    engine = recorded_engine(kb, llm, history, history_tokens=300, condense="llm")
     collect(engine, "它呢？", history=turns)
     [request] = llm.condense_requests
     assert "第29个问题" in request and "第28个问题" in request and "第0个问题" not in request

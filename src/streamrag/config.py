@@ -100,9 +100,10 @@ class Settings(BaseSettings):
     max_tokens: int = Field(512, ge=1, description="Longest answer, in tokens.")
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     condense: Literal["llm", "rules", "off"] = Field(
-        "llm",
-        description="How follow-up questions become standalone: 'llm' (falls back to 'rules'), "
-        "'rules' (prefix the previous question) or 'off'.",
+        "rules",
+        description="How follow-up questions become standalone: 'rules' (the earlier questions "
+        "back to the last one that did not refer back go in front), 'llm' (the model rewrites "
+        "it; falls back to 'rules') or 'off'.",
     )
     history_tokens: int = Field(
         1000, ge=0, description="Estimated tokens of conversation history used to condense."

@@ -52,7 +52,7 @@ class AnswerSettings:
     context_tokens: int = 1500  # estimated size of the sources given to the model (≥ 1 source)
     max_tokens: int = 512
     temperature: float = 0.1
-    condense: CondenseMode = "llm"
+    condense: CondenseMode = "rules"
     history_tokens: int = 1000
     history_turns: int = 20
     system_prompts: Mapping[str, str] = field(default_factory=dict)  # language → instructions
