@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamrag.answer.events import Source
-from streamrag.retrieve.tokenize import STOPWORDS, stem
+from streamrag.retrieve.tokenize import CJK_CHAR, STOPWORDS, stem
 
 SUPPORTED = 0.5
 INFERRED = 0.75
 INFER_MARGIN = 0.2
 MIN_INFER_TERMS = 4  # a shorter sentence ("好的。") is not worth a citation
 
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_CJK_RUN = re.compile(CJK_CHAR.pattern + "+")
 _WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
 _MARKER = re.compile(r"[\[【]\s*\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\s*[\]】]")
 _ENDS = frozenset("。！？；!?;\n")
@@ -103,21 +103,22 @@ class SupportJudge:
         }
         self.asked = support_terms(question)
 
-    def claim(self, sentence: str) -> frozenset[str]:
-        """The terms a sentence adds to the question (all of its terms if none)."""
-        terms = support_terms(sentence)
+    def _claim(self, terms: frozenset[str]) -> frozenset[str]:
+        """What a sentence's terms add to the question (all of them if nothing)."""
         return terms - self.asked or terms
 
     def score(self, sentence: str, number: int) -> float:
-        return round(support(self.claim(sentence), self.terms.get(number, frozenset())), 3)
+        claim = self._claim(support_terms(sentence))
+        return round(support(claim, self.terms.get(number, frozenset())), 3)
 
     def infer(self, sentence: str) -> tuple[int, float] | None:
         """The source that clearly supports a sentence without a marker, and its score."""
-        if len(support_terms(sentence)) < MIN_INFER_TERMS or not self.terms:
+        terms = support_terms(sentence)
+        if len(terms) < MIN_INFER_TERMS or not self.terms:
             return None
-        terms = self.claim(sentence)
+        claim = self._claim(terms)
         scores = sorted(
-            ((support(terms, source), number) for number, source in self.terms.items()),
+            ((support(claim, source), number) for number, source in self.terms.items()),
             reverse=True,
         )
         best, number = scores[0]
