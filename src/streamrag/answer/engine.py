@@ -135,16 +135,15 @@ class AnswerEngine:
             await self._record(run, begin=True)
             async for event in chain[-1]:
                 yield run.sent(event)
-        except (GeneratorExit, asyncio.CancelledError):
+        except BaseException as exc:  # the model's stream stops before anything else
             await self._close(chain)
-            run.finish = "cancelled"
-            run.end()
-            await self._record(run)
-            if on_cancelled is not None:
-                on_cancelled(run.done())
+            if isinstance(exc, GeneratorExit | asyncio.CancelledError):
+                run.finish = "cancelled"
+                run.end()
+                await self._record(run)
+                if on_cancelled is not None:
+                    on_cancelled(run.done())
             raise
-        finally:
-            await self._close(chain)
         run.end()
         await self._record(run)
         yield run.done()
