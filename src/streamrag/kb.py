@@ -202,9 +202,12 @@ class KnowledgeBase:
 
     @functools.cached_property
     def retriever(self) -> Retriever:
+        return self._retriever(self.embedder)
+
+    def _retriever(self, embedder: Embedder | None) -> Retriever:
         return Retriever(
             self.store,
-            self.embedder,
+            embedder,
             reranker=self.reranker,
             rerank_candidates=self.settings.rerank_top_n,
         )
@@ -223,13 +226,8 @@ class KnowledgeBase:
     ) -> SearchResults:
         """The ``k`` best chunks for ``query`` (see :meth:`Retriever.search`)."""
         k = k or self.settings.search_top_k
-        if mode == "bm25":
-            return Retriever(
-                self.store,
-                None,
-                reranker=self.reranker,
-                rerank_candidates=self.settings.rerank_top_n,
-            ).search(query, k, mode, where)
+        if mode == "bm25":  # no embedding model is loaded for it
+            return self._retriever(None).search(query, k, mode, where)
         if self.embed_model is None:  # nothing ingested yet
             return SearchResults()
         return self.retriever.search(query, k, mode, where)
