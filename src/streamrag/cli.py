@@ -602,16 +602,12 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
     if as_json or done is None:
         return done
     console.out("")
-    marks: dict[int, str] = {}  # a source's best citation: supported, inferred, unsupported
+    # a source's mark, as the legend says: cited and supported, else cited, else inferred
+    marks = ("[green]●[/green]", "[yellow]?[/yellow]", "[cyan]≈[/cyan]")
+    best: dict[int, int] = {}
     for citation in done.citations:
-        if citation.inferred:
-            mark = "[cyan]≈[/cyan]"
-        elif citation.supported is False:
-            mark = "[yellow]?[/yellow]"
-        else:
-            mark = "[green]●[/green]"
-        if marks.get(citation.number) != "[green]●[/green]":
-            marks[citation.number] = mark
+        kind = 2 if citation.inferred else 1 if citation.supported is False else 0
+        best[citation.number] = min(kind, best.get(citation.number, kind))
     english = language_of(done.standalone_question or "") == "en"
     if sources:
         legend = (
@@ -623,7 +619,7 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
             f"[bold]{'Sources' if english else '来源'}[/bold]  [dim]{legend}[/dim]", soft_wrap=True
         )
     for source in sources:
-        mark = marks.get(source.number, "[dim]○[/dim]")
+        mark = marks[best[source.number]] if source.number in best else "[dim]○[/dim]"
         console.print(  # one line per source: a terminal wraps it, a pipe keeps it whole
             f" {mark} [{source.number}] {escape(heading(source))}  "
             f"[dim]{escape(display_source(source.source))}[/dim]",
