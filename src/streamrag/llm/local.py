@@ -26,6 +26,7 @@ from streamrag.errors import ConfigError
 from streamrag.llm.base import ChatMessage, LLMDelta, LLMError
 
 _END = object()
+_EMPTY = LLMDelta()  # a delta that says nothing (a role, say)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +250,7 @@ class LocalLlama:
                     raise LLMError(
                         "local_model_failed", f"the local model failed: {item}", retryable=False
                     ) from item
-                if item != LLMDelta(text=""):  # not an empty delta (a role, say)
+                if item != _EMPTY:
                     yield item
         finally:
             stop.set()
