@@ -39,6 +39,23 @@ def make_corpus(path: Path, count: int) -> Path:
     return path
 
 
+def test_ingest_and_kb_tune_choose_the_fusion_and_kb_list_shows_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    corpus = make_corpus(tmp_path / "corpus.jsonl", 120)
+    ingested = run(home, "ingest", str(corpus), "--kb", "shop").stdout
+    assert "fusion: " in ingested and "pseudo-queries" in ingested
+    tuning = json.loads(run(home, "kb", "tune", "shop", "--json").stdout)
+    assert tuning["queries"] >= 50 and tuning["chunks"] == 120
+    assert set(tuning["scores"]) >= {"adaptive", "rrf", "weighted (vector weight 0.5)"}
+    listed = json.loads(run(home, "kb", "list", "--json").stdout)[0]["fusion"]
+    assert f"on {tuning['queries']} pseudo-queries" in listed
+    assert listed.startswith(tuning["fusion"]["method"])
+    shown = run(home, "kb", "tune", "shop").stdout
+    assert shown.startswith("fusion: ") and "  rrf" in shown
+    missing = run(home, "kb", "tune", "nope", check=False)
+    assert missing.returncode == 1 and "no knowledge base named 'nope'" in missing.stderr
+
+
 def test_ingest_search_and_kb_commands(tmp_path: Path) -> None:
     home = tmp_path / "home"
     docs = tmp_path / "docs"

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from streamrag.retrieve.fusion import bm25_confidence, fuse, vector_weight
+from streamrag.retrieve.fusion import DEFAULT_FUSION, Fusion, bm25_confidence, fuse, vector_weight
 
 
 def test_bm25_leads_when_its_best_hit_stands_out() -> None:
@@ -25,3 +27,34 @@ def test_candidates_from_one_side_only_and_empty_sides() -> None:
     assert fuse([], [(8, 0.9), (9, 0.5)])[0] == (8, pytest.approx(0.8))
     assert fuse([], []) == []
     assert all(0.0 <= score <= 1.0 for _, score in fused)
+
+
+def test_reciprocal_rank_fusion_sums_inverse_ranks() -> None:
+    fused = Fusion("rrf").fuse([("a", 9.0), ("b", 1.0)], [("b", 0.9), ("c", 0.8)])
+    assert [chunk_id for chunk_id, _ in fused] == ["b", "a", "c"]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_a_weighted_fusion_uses_its_weight_and_round_trips() -> None:
+    keyword = [("a", 10.0), ("b", 0.0)]
+    vector = [("b", 0.9), ("a", 0.1)]
+    assert Fusion("weighted", 0.0).fuse(keyword, vector)[0][0] == "a"
+    assert Fusion("weighted", 1.0).fuse(keyword, vector)[0][0] == "b"
+    fusion = Fusion("weighted", 0.35)
+    assert Fusion.from_json(fusion.to_json()) == fusion
+    assert str(fusion) == "weighted (vector weight 0.35)"
+    assert Fusion.from_json(DEFAULT_FUSION.to_json()) == DEFAULT_FUSION
+
+
+@pytest.mark.parametrize(
+    ("method", "weight", "message"),
+    [
+        ("mean", None, "unknown fusion 'mean'"),
+        ("weighted", None, "a vector_weight goes with"),
+        ("rrf", 0.5, "a vector_weight goes with"),
+        ("weighted", 1.5, "must be in [0, 1]"),
+    ],
+)
+def test_a_bad_fusion_is_refused(method: str, weight: float | None, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Fusion(method, weight)  # type: ignore[arg-type]

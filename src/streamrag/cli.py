@@ -218,6 +218,8 @@ def ingest(
             f"{len(report.ignored)} ignored, {report.removed} removed "
             f"in {report.seconds:.1f} s"
         )
+        if report.fusion:
+            console.print(f"fusion: {escape(report.fusion)}", highlight=False)
         if not knowledge_base_exists(base.name, settings):
             err_console.print(
                 f"[yellow]nothing was ingested: knowledge base {escape(repr(base.name))} "
@@ -289,6 +291,7 @@ def kb_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
                 "documents": i.documents,
                 "chunks": i.chunks,
                 "embed_model": i.embed_model,
+                "fusion": i.fusion,
                 "size_bytes": i.size_bytes,
                 "location": i.location,
             }
@@ -296,16 +299,35 @@ def kb_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
         ]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table("name", "documents", "chunks", "embedding model", "size")
+    table = Table("name", "documents", "chunks", "embedding model", "fusion", "size")
     for info in infos:
         table.add_row(
             info.name,
             str(info.documents),
             str(info.chunks),
             info.embed_model or "-",
+            info.fusion,
             f"{info.size_bytes / 1e6:.1f} MB",
         )
     console.print(table)
+
+
+@kb_app.command("tune")
+def kb_tune(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The knowledge base.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Choose how NAME's hybrid search fuses BM25 and vectors, from pseudo-queries drawn from
+    its own chunks (ingest does it too when the chunk count moves by a quarter)."""
+    with _reported(), KnowledgeBase(name, settings=_settings(ctx), create=False) as base:
+        tuning = base.tune()
+    if as_json:
+        print(tuning.to_json())
+        return
+    console.print(f"fusion: {escape(str(tuning))}", highlight=False)
+    for candidate, mrr in sorted(tuning.scores.items(), key=lambda item: -item[1]):
+        console.print(f"  {mrr:.3f}  {escape(candidate)}", highlight=False)
 
 
 @kb_app.command("docs")

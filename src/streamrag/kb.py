@@ -23,9 +23,11 @@ from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
 from streamrag.names import check_kb_name
 from streamrag.records import DocumentInfo, KnowledgeBaseInfo
+from streamrag.retrieve.fusion import DEFAULT_FUSION
 from streamrag.retrieve.rerank import APIReranker, reranker_from
 from streamrag.retrieve.retriever import Mode, Retriever, SearchResults
 from streamrag.retrieve.tokenize import TOKENIZER_VERSION, tokenize
+from streamrag.retrieve.tuning import Tuning, tune
 from streamrag.store import SearchFilter, Store
 
 _EMBEDDERS: dict[tuple[object, ...], Embedder] = {}
@@ -182,7 +184,8 @@ class KnowledgeBase:
         gives some files (by resolved path) another document id and source than their
         path (uploads)."""
         embedder = self._bind_embedder()
-        yield from ingest(
+        changed = False  # then the fusion is chosen again if the chunk count moved enough
+        for event in ingest(
             [Path(p).expanduser() for p in paths],
             self.store,
             embedder,
@@ -192,7 +195,13 @@ class KnowledgeBase:
             sync=sync,
             exclude=self.settings.home.resolve(),
             origins=origins,
-        )
+        ):
+            changed = changed or event.kind in ("embedded", "removed")
+            yield event
+        tuning = self.tuning
+        if tuning is None or (changed and tuning.is_stale(self.store.count()[1])):
+            tuning = self.tune()
+            yield IngestEvent("tuned", count=tuning.queries, reason=str(tuning))
 
     def ingest(self, paths: Iterable[str | Path], *, sync: bool = False) -> IngestReport:
         """Ingest files and folders; see :meth:`ingest_events` for progress."""
@@ -208,9 +217,24 @@ class KnowledgeBase:
         return Retriever(
             self.store,
             embedder,
+            fusion=self.tuning.fusion if self.tuning else DEFAULT_FUSION,
             reranker=self.reranker,
             rerank_candidates=self.settings.rerank_top_n,
         )
+
+    @property
+    def tuning(self) -> Tuning | None:
+        """How this knowledge base's fusion was chosen (None: never tuned, the default)."""
+        stored = self.store.get_meta("fusion")
+        return Tuning.from_json(stored) if stored else None
+
+    def tune(self) -> Tuning:
+        """Choose the fusion for this knowledge base's chunks, store it and use it from now
+        on (see :mod:`streamrag.retrieve.tuning`)."""
+        tuning = tune(self.store, self.embedder)
+        self.store.set_meta({"fusion": tuning.to_json()})
+        self.__dict__.pop("retriever", None)
+        return tuning
 
     @functools.cached_property
     def reranker(self) -> APIReranker | None:

@@ -44,6 +44,7 @@ class KnowledgeBaseInfo:
     documents: int
     chunks: int
     embed_model: str | None
+    fusion: str  # how its hybrid search fuses, and how that was chosen
     size_bytes: int
     updated_at: str  # when it last changed (ISO 8601, UTC)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from streamrag.history.sqlite import SQLiteHistory
 from streamrag.names import check_kb_name
 from streamrag.records import KnowledgeBaseInfo
+from streamrag.retrieve.tuning import describe
 from streamrag.store.sqlite import SQLiteStore
 from streamrag.uploads import UploadFolders
 
@@ -37,6 +38,7 @@ class FileCatalog:
                         documents=documents,
                         chunks=chunks,
                         embed_model=store.get_meta("embed_model"),
+                        fusion=describe(store.get_meta("fusion")),
                         size_bytes=sum(stat.st_size for stat in stats),
                         updated_at=datetime.fromtimestamp(
                             max(stat.st_mtime for stat in stats), UTC

@@ -38,6 +38,7 @@ EventKind = Literal[
     "embedded",  # count = chunks embedded
     "file",  # a file is finished: status says how
     "removed",  # count = documents removed by --sync
+    "tuned",  # the knowledge base's fusion was chosen: reason says which, count = queries
 ]
 FileStatus = Literal["ingested", "unchanged", "failed", "ignored"]
 
@@ -63,6 +64,7 @@ class IngestReport:
     ignored: list[str] = field(default_factory=list)
     chunks: int = 0
     removed: int = 0
+    fusion: str | None = None  # the fusion chosen at the end, if it was chosen again
     seconds: float = 0.0
 
     @property
@@ -93,6 +95,7 @@ class IngestReport:
             "ignored": self.ignored,
             "chunks": self.chunks,
             "removed": self.removed,
+            "fusion": self.fusion,
             "seconds": round(self.seconds, 3),
         }
 
@@ -101,6 +104,8 @@ class IngestReport:
             self.chunks += event.count
         elif event.kind == "removed":
             self.removed += event.count
+        elif event.kind == "tuned":
+            self.fusion = event.reason
         elif event.kind == "file" and event.path is not None:
             if event.status == "failed":
                 self.failed.append((event.path, event.reason or "failed"))

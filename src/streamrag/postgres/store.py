@@ -26,6 +26,7 @@ from streamrag.errors import KnowledgeBaseNotFound
 from streamrag.names import check_kb_name
 from streamrag.postgres.database import PostgresDatabase
 from streamrag.records import Chunk, DocumentInfo, KnowledgeBaseInfo
+from streamrag.retrieve.tuning import describe
 from streamrag.store.base import (
     CHUNK_COLUMNS,
     DocumentWrite,
@@ -50,7 +51,7 @@ class PostgresCatalog:
         with self.database.connection() as db:
             rows = db.execute(
                 "SELECT k.name, (SELECT count(*) FROM documents d WHERE d.kb_id = k.kb_id),"
-                " k.chunks, k.meta ->> 'embed_model',"
+                " k.chunks, k.meta ->> 'embed_model', k.meta ->> 'fusion',"
                 " (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM chunks c"
                 "  WHERE c.kb_id = k.kb_id), k.updated_at"
                 " FROM knowledge_bases k ORDER BY k.name"
@@ -62,10 +63,11 @@ class PostgresCatalog:
                 documents=documents,
                 chunks=chunks,
                 embed_model=model,
+                fusion=describe(fusion),
                 size_bytes=int(size),
                 updated_at=updated.astimezone(UTC).isoformat(timespec="seconds"),
             )
-            for name, documents, chunks, model, size, updated in rows
+            for name, documents, chunks, model, fusion, size, updated in rows
         ]
 
     def exists(self, name: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 from streamrag.embed import Embedder
 from streamrag.records import SearchHit
-from streamrag.retrieve.fusion import fuse
+from streamrag.retrieve.fusion import DEFAULT_FUSION, Fusion
 from streamrag.retrieve.rerank import Reranker, RerankError
 from streamrag.retrieve.tokenize import tokenize
 from streamrag.store import SearchFilter, Store
@@ -35,7 +35,7 @@ class SearchResults(list[SearchHit]):
 class Retriever:
     """Ranks a store's chunks for a query.
 
-    ``candidates`` is how deep each ranking is read before fusion (and at least ``k``); a
+    ``candidates`` is how deep each ranking is read before ``fusion`` (and at least ``k``); a
     ``reranker`` reorders the best ``rerank_candidates`` of the result.
     """
 
@@ -45,12 +45,14 @@ class Retriever:
         embedder: Embedder | None,
         candidates: int = 50,
         *,
+        fusion: Fusion = DEFAULT_FUSION,
         reranker: Reranker | None = None,
         rerank_candidates: int = 20,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
+        self.fusion = fusion
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
 
@@ -94,7 +96,7 @@ class Retriever:
         elif mode == "bm25":
             ranked = keyword
         else:
-            ranked = fuse(keyword, vector)
+            ranked = self.fusion.fuse(keyword, vector)
         rerank_ms, chunks = None, None
         if self.reranker is not None and ranked:
             ranked = ranked[: max(self.rerank_candidates, k)]

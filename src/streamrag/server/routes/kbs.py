@@ -70,7 +70,8 @@ _MULTIPART = {
 
 @router.get("/v1/kbs")
 async def list_kbs(service: ServiceDep) -> list[dict[str, Any]]:
-    """The knowledge bases with their sizes, embedding model and when each last changed."""
+    """The knowledge bases with their sizes, embedding model, fusion and when each last
+    changed."""
     infos = await asyncio.to_thread(list_knowledge_bases, service.settings, service.backend)
     return [
         {
@@ -78,6 +79,7 @@ async def list_kbs(service: ServiceDep) -> list[dict[str, Any]]:
             "documents": info.documents,
             "chunks": info.chunks,
             "embed_model": info.embed_model,
+            "fusion": info.fusion,
             "size_bytes": info.size_bytes,
             "updated_at": info.updated_at,
         }
