@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import HashEmbedder
 from streamrag.config import Settings
 from streamrag.embed import normalize
 from streamrag.kb import KnowledgeBase, list_knowledge_bases
 from streamrag.retrieve.fusion import DEFAULT_FUSION
 from streamrag.retrieve.tuning import MIN_QUERIES, Tuning
+
+from conftest import HashEmbedder
 
 DOCUMENTS = 80
 

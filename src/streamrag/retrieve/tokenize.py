@@ -1,4 +1,4 @@
-"""The BM25 tokenizer: Chinese word segmentation (jieba-rs) and stemmed English words.
+"""The BM25 tokenizer: Chinese characters and character bigrams, stemmed English words.
 
 The same function runs at index time and at query time, so both sides always agree.
 """
@@ -13,10 +13,11 @@ import rjieba
 import Stemmer
 
 # Bump when the terms change: stores rebuild their BM25 index from the stored chunk text.
-TOKENIZER_VERSION = "3"
+TOKENIZER_VERSION = "4"
 
 _HAS_WORD_CHAR = re.compile(r"\w")
 CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # a Chinese character
+_CJK_RUN = re.compile(CJK_CHAR.pattern + "+")
 _STEMMER = Stemmer.Stemmer("english")
 
 # Function words that only add noise and long posting lists. Kept short on purpose:
@@ -35,9 +36,12 @@ STOPWORDS = frozenset(
 def tokenize(text: str) -> list[str]:
     """Split ``text`` into normalized BM25 terms (NFKC, lower case, stemmed, no stopwords).
 
-    A Chinese word also yields its characters, so a name that jieba splits differently in
-    the question and in the passage still matches (measured: MRR@10 +0.007 on cmrc2018,
-    +0.015 on rgb-zh-int over words alone).
+    Chinese text yields its characters and every pair of neighbouring characters (function
+    words left out), instead of jieba's words: a word jieba cuts differently in the
+    question and the passage still matches, and a bigram ranks a phrase above its scattered
+    characters. BM25-only MRR@10 on the dev sets, jieba words with their characters vs this:
+    cmrc2018 0.985 vs 0.984, rgb-zh-int 0.582 vs 0.641 (README). Other text is cut into words
+    by jieba-rs (``rjieba``): "gpt-3", "v1.2" and "c++" stay whole.
     """
     return list(_terms(text))
 
@@ -49,7 +53,7 @@ def stem(word: str) -> str:
 
 def _terms(text: str) -> Iterator[str]:
     normalized = unicodedata.normalize("NFKC", text).lower()
-    for word in rjieba.cut(normalized):
+    for word in rjieba.cut(_CJK_RUN.sub(" ", normalized)):
         word = word.strip()
         if not word or not _HAS_WORD_CHAR.search(word):
             continue
@@ -57,8 +61,8 @@ def _terms(text: str) -> Iterator[str]:
             if len(word) == 1 and word.isalpha():  # the "s" of "women's", the "t" of "don't"
                 continue
             word = stem(word)
-        if word in STOPWORDS:
-            continue
-        yield word
-        if len(word) > 1 and CJK_CHAR.match(word):
-            yield from (char for char in word if CJK_CHAR.match(char) and char not in STOPWORDS)
+        if word not in STOPWORDS:
+            yield word
+    for run in _CJK_RUN.findall(normalized):
+        yield from (char for char in run if char not in STOPWORDS)
+        yield from (pair for i in range(len(run) - 1) if (pair := run[i : i + 2]) not in STOPWORDS)
