@@ -13,8 +13,10 @@ read for checking; nothing here feeds back into the choice.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from streamrag.config import load_settings
 from streamrag.eval.retrieval import evaluate, ingest_corpus, load_queries, prepare_kb
@@ -36,14 +38,18 @@ def main() -> None:
             started = time.perf_counter()
             tuning = kb.tune()
             seconds = time.perf_counter() - started
+            embed_query = functools.cache(kb.embedder.embed_query)  # once per question
+            kb.retriever.embedder = SimpleNamespace(embed_query=embed_query)
             single = evaluate(kb, queries, ["bm25", "vector"])
             fused = {}
             for fusion in CANDIDATES:
                 kb.retriever.fusion = fusion
                 fused[str(fusion)] = evaluate(kb, queries, ["hybrid"])["hybrid"]["mrr@10"]
         oracle = max(fused, key=fused.__getitem__)
-        print(f"\n{data.name}: {tuning.chunks} chunks, tuned in {seconds:.1f} s on "
-              f"{tuning.queries} pseudo-queries -> {tuning.fusion}")
+        print(
+            f"\n{data.name}: {tuning.chunks} chunks, tuned in {seconds:.1f} s on "
+            f"{tuning.queries} pseudo-queries -> {tuning.fusion}"
+        )
         print(f"  {'fusion':32} {'pseudo MRR':>10} {'real MRR@10':>11}")
         for name, mrr in sorted(fused.items(), key=lambda item: -item[1]):
             mark = " <- tuned" if name == str(tuning.fusion) else ""

@@ -119,6 +119,36 @@ def test_html_headings_text_and_no_scripts(tmp_path: Path) -> None:
     ]
 
 
+def test_html_navigation_is_not_content(tmp_path: Path) -> None:
+    path = tmp_path / "Thread-Safety.html"
+    path.write_text(  # the shape of a texinfo manual page (libffi's, in Debian)
+        "<html><body><div class='nav-panel'><p>Previous: <a href='a.html'>Closure Example</a>,"
+        " Up: <a href='u.html'>Using libffi</a> &nbsp; [<a href='i.html'>Index</a>]</p></div>"
+        "<hr><h4>2.7 Thread Safety</h4><p><code>libffi</code> is not completely thread-safe."
+        " See <a href='c.html'>the closure API</a> for more.</p>"
+        "<ul class='mini-toc'><li><a href='b.html'>The Basics</a></li>"
+        "<li><a href='s.html'>Simple Example</a></li></ul>"
+        "<div role='navigation'>Site map</div><p>Only one thread at a time.</p></body></html>",
+        encoding="utf-8",
+    )
+    [doc] = load(load_html, path).documents
+    assert [(b.headings, b.text) for b in doc.blocks] == [
+        (
+            ("2.7 Thread Safety",),
+            "libffi is not completely thread-safe. See the closure API for more.\n\n"
+            "Only one thread at a time.",
+        )
+    ]
+    menu = tmp_path / "Using-libffi.html"
+    menu.write_text(
+        "<html><body><h2>2 Using libffi</h2><ul><li><a href='b.html'>The Basics</a></li>"
+        "<li><a href='s.html'>Simple Example</a></li></ul></body></html>",
+        encoding="utf-8",
+    )
+    with pytest.raises(LoadError, match="only navigation links, no text"):
+        load(load_html, menu)
+
+
 def test_html_in_gb18030(tmp_path: Path) -> None:
     path = tmp_path / "old.htm"
     path.write_bytes(("<html><body><p>" + POLICY + "</p></body></html>").encode("gb18030"))

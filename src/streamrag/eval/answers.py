@@ -44,6 +44,7 @@ class AnswerResult:
     finish_reason: str
     ttft_ms: float | None
     total_ms: float
+    prompt_tokens: int
     completion_tokens: int
     run_id: str
 
@@ -99,6 +100,7 @@ def answer_one(rag: RAG, query: AnswerQuery) -> AnswerResult:
         finish_reason=done.finish_reason,
         ttft_ms=done.timings.get("ttft_ms"),
         total_ms=done.timings.get("total_ms", 0.0),
+        prompt_tokens=done.usage.get("prompt_tokens", 0),
         completion_tokens=done.usage.get("completion_tokens", 0),
         run_id=started.run_id,
     )
@@ -135,6 +137,9 @@ def summarize(results: Sequence[AnswerResult], model: str) -> dict[str, Any]:
         "answers_with_supported_citations": round(
             sum(r.supported_citations > 0 for r in results) / count, 4
         ),
+        "prompt_tokens_p50": statistics.median(r.prompt_tokens for r in results)
+        if results
+        else None,
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "ttft_p95_ms": round(percentile(ttfts, 95), 1) if ttfts else None,
         "tokens_per_s_p50": round(statistics.median(speeds), 2) if speeds else None,

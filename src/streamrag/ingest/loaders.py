@@ -185,15 +185,22 @@ def _md_inline(line: str) -> str:
 
 
 _HTML_SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "nav"})
+_HTML_SKIP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "menu"})
 _HTML_BLOCK = frozenset(
     """
     address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2 h3 h4
     h5 h6 header hr li main ol p pre section table td th tr ul
     """.split()
 )
+# A paragraph whose text is mostly link text is navigation (a "Previous: … Up: …" line, a
+# menu, a list of related pages), not content: the link-density rule of boilerplate removal
+# (Kohlschütter et al., 2010, "Boilerplate Detection using Shallow Text Features").
+LINK_DENSITY = 0.5
 
 
 def load_html(origin: Origin, data: bytes) -> LoadedFile:
+    """Visible text by sections under the page's headings, without navigation: ``<nav>``,
+    landmark roles, and paragraphs that are mostly links (``LINK_DENSITY``)."""
     from selectolax.lexbor import LexborHTMLParser
 
     text, encoding = decode_text(data)
@@ -206,11 +213,24 @@ def load_html(origin: Origin, data: bytes) -> LoadedFile:
     headings: list[str] = []
     blocks: list[Block] = []
     parts: list[str] = []
+    paragraph = 0  # where the current paragraph starts in parts
+    chars = link_chars = 0
+    navigation = False  # whether any text was dropped as navigation
+
+    def end_paragraph() -> None:
+        nonlocal paragraph, chars, link_chars, navigation
+        if chars and link_chars / chars >= LINK_DENSITY:
+            del parts[paragraph:]
+            navigation = True
+        paragraph, chars, link_chars = len(parts), 0, 0
 
     def flush() -> None:
+        nonlocal paragraph
+        end_paragraph()
         if parts:
             blocks.append(Block(clean_text("".join(parts)), tuple(headings)))
             parts.clear()
+            paragraph = 0
 
     skip_until: Any = None
     for node in root.traverse(include_text=True):
@@ -219,7 +239,7 @@ def load_html(origin: Origin, data: bytes) -> LoadedFile:
                 continue
             skip_until = None
         tag = node.tag
-        if tag in _HTML_SKIP:
+        if tag in _HTML_SKIP or (node.attributes.get("role") or "") in _HTML_SKIP_ROLES:
             skip_until = node
         elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
             flush()
@@ -229,11 +249,29 @@ def load_html(origin: Origin, data: bytes) -> LoadedFile:
             title = title or (headings[-1] if level == 1 else "")
             skip_until = node
         elif tag == "-text":
-            parts.append(node.text_content or "")
+            content = node.text_content or ""
+            parts.append(content)
+            visible = len(content.strip())
+            chars += visible
+            if _in_link(node):
+                link_chars += visible
         elif tag in _HTML_BLOCK:
+            end_paragraph()
             parts.append("\n")
+            paragraph += 1
     flush()
+    if navigation and not any(block.text for block in blocks):
+        raise LoadError("only navigation links, no text")
     return _single(origin, data, title or origin.stem, blocks, encoding=encoding)
+
+
+def _in_link(node: Any) -> bool:
+    parent = node.parent
+    while parent is not None and parent.tag not in _HTML_BLOCK:
+        if parent.tag == "a":
+            return True
+        parent = parent.parent
+    return False
 
 
 def _inside(node: Any, ancestor: Any) -> bool:
