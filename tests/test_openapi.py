@@ -137,7 +137,7 @@ def test_the_spec_documents_errors_events_and_answers(server_settings: Settings)
     }  # fmt: skip
     ingest_events = answers["text/event-stream"]["schema"]["oneOf"]
     assert [e["properties"]["event"]["const"] for e in ingest_events] == [
-        "found", "reading", "planned", "embedded", "file", "removed", "error", "done"
+        "found", "reading", "planned", "embedded", "file", "removed", "tuned", "error", "done"
     ]  # fmt: skip
     stream = paths["/v1/chat/stream"]["post"]["responses"]["200"]["content"]["text/event-stream"]
     events = {e["properties"]["event"]["const"]: e for e in stream["schema"]["oneOf"]}

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     rerank_api_key: str | None = Field(None, description="API key for rerank_base_url.")
     rerank_model: str = Field("", description="Model name sent to rerank_base_url.")
     rerank_top_n: int = Field(20, ge=1, le=1000, description="Hits the reranker reorders.")
+    moderation_rules: Path | None = Field(
+        None,
+        description="A TOML file of moderation rules for every knowledge base (word lists, "
+        "regular expressions, built-in PII detectors; see streamrag.moderation.rules); a "
+        "knowledge base may add its own ('streamrag kb rules').",
+    )
 
     llm_base_url: str | None = Field(
         None,

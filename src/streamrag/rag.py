@@ -24,12 +24,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from streamrag.answer.citations import cite
 from streamrag.answer.engine import AnswerEngine, AnswerSettings
 from streamrag.answer.events import CitedSource, Done, Error, Event, RunStarted, Source, Sources
 from streamrag.backends import Backend, History
 from streamrag.config import Settings, load_settings
 from streamrag.kb import KnowledgeBase
 from streamrag.llm import LLM, make_llm
+from streamrag.moderation import KB_RULES_META, moderation, rules_for
 
 T = TypeVar("T")
 _END = object()
@@ -98,6 +100,7 @@ class RAG:
         else:
             self.settings = settings or load_settings(**overrides)
             self.kb = KnowledgeBase(kb, settings=self.settings, backend=backend, create=create)
+        self.rules = rules_for(self.settings, self.kb.store.get_meta(KB_RULES_META))
         self.history: History = self.kb.backend.history
         self._llm = llm
         self._engine: AnswerEngine | None = None
@@ -117,6 +120,7 @@ class RAG:
                     AnswerSettings.from_settings(self.settings),
                     memory=self.history,
                     runlog=self.history,
+                    transformers=(moderation(self.rules), cite) if self.rules.rules else (cite,),
                 )
             return self._engine
 

@@ -131,9 +131,12 @@ class AnswerEngine:
         chain = [self._stages(run)]
         for transform in self.transformers:
             chain.append(transform(chain[-1], run))
+        begun = False
         try:
-            await self._record(run, begin=True)
             async for event in chain[-1]:
+                if not begun:  # recorded as its first event leaves: the question moderated
+                    await self._record(run, begin=True)
+                    begun = True
                 yield run.sent(event)
         except BaseException as exc:  # the model's stream stops before anything else
             await self._close(chain)
@@ -282,6 +285,7 @@ class AnswerEngine:
             if run.error is None
             else {"code": run.error.code, "message": run.error.message},
             invalid_citations=run.invalid_citations,
+            moderation=run.moderation_counts(),
         )
         if begin:
             await asyncio.shield(asyncio.to_thread(self.runlog.begin, record))

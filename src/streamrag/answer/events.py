@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from streamrag.records import Chunk
 
-FinishReason = Literal["stop", "length", "cancelled", "error", "interrupted"]
+FinishReason = Literal["stop", "length", "cancelled", "error", "interrupted", "moderated"]
 Stage = Literal["condensing", "retrieving", "waiting", "generating"]
 
 
@@ -43,6 +43,17 @@ class Source:
             score=score,
             text=chunk.text,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationCount:
+    """How often a moderation rule fired in a run: on the question (``input``) or the
+    answer (``output``), by its class and action."""
+
+    target: str
+    rule_class: str
+    action: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +149,17 @@ class Citation(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Moderation(Event):
+    """A moderation rule fired on the question (``input``) or the answer (``output``): its
+    class and action (``mask``, ``block``, ``refuse``), never the text it matched."""
+
+    type: ClassVar[str] = "moderation"
+    target: Literal["input", "output"]
+    rule_class: str
+    action: Literal["mask", "block", "refuse"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Usage(Event):
     type: ClassVar[str] = "usage"
     prompt_tokens: int
@@ -163,6 +185,7 @@ class Done(Event):
     invalid_citations: int = 0
     standalone_question: str | None = None
     sources: list[str] = field(default_factory=list)  # chunk ids, in source order
+    moderation: list[ModerationCount] = field(default_factory=list)
 
 
 def answer_of(events: Iterable[Event]) -> str:
@@ -196,7 +219,8 @@ def ending(
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls for cls in (RunStarted, Status, Sources, Token, Citation, Usage, Error, Done)
+    cls.type: cls
+    for cls in (RunStarted, Status, Sources, Token, Citation, Moderation, Usage, Error, Done)
 }
 
 
@@ -211,4 +235,5 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         fields["sources"] = [Source(**source) for source in fields["sources"]]
     elif cls is Done:
         fields["citations"] = [CitedSource(**cited) for cited in fields["citations"]]
+        fields["moderation"] = [ModerationCount(**m) for m in fields.get("moderation", [])]
     return cls(**fields)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -22,6 +23,8 @@ from streamrag.answer.events import (
     Error,
     Event,
     FinishReason,
+    Moderation,
+    ModerationCount,
     Source,
     Token,
 )
@@ -51,6 +54,7 @@ class RunState:
     answer: list[str] = field(default_factory=list)  # the token texts sent
     citations: list[CitedSource] = field(default_factory=list)  # the citations sent
     invalid_citations: int = 0
+    moderation: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # fired rules
     usage: dict[str, int] = field(
         default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0}
     )
@@ -72,7 +76,7 @@ class RunState:
 
     def sent(self, event: Event) -> Event:
         """``event`` numbered as it leaves the chain, and kept in the answer if it is a
-        token or a citation."""
+        token or a citation (a moderation: counted)."""
         event = replace(event, seq=next(self._seq))
         if isinstance(event, Token):
             if not self.answer:
@@ -80,7 +84,12 @@ class RunState:
             self.answer.append(event.text)
         elif isinstance(event, Citation):
             self.citations.append(event.cited())
+        elif isinstance(event, Moderation):
+            self.moderation[(event.target, event.rule_class, event.action)] += 1
         return event
+
+    def moderation_counts(self) -> list[ModerationCount]:
+        return [ModerationCount(*key, count) for key, count in self.moderation.items()]
 
     def end(self) -> None:
         """Close the timings; an upstream that failed or was stopped before it reported
@@ -101,6 +110,7 @@ class RunState:
             invalid_citations=self.invalid_citations,
             standalone_question=self.standalone,
             sources=[source.chunk_id for source in self.sources],
+            moderation=self.moderation_counts(),
         )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from streamrag.answer.events import CitedSource, Done, Event
+from streamrag.answer.events import CitedSource, Done, Event, ModerationCount
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,7 @@ class RunRecord:
     started_at: str
     error: dict[str, Any] | None = None
     invalid_citations: int = 0
+    moderation: list[ModerationCount] = field(default_factory=list)  # rules that fired
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +67,7 @@ class RunRecord:
             invalid_citations=self.invalid_citations,
             standalone_question=self.standalone_question,
             sources=self.retrieved,
+            moderation=self.moderation,
         )
 
 

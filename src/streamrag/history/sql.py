@@ -14,18 +14,24 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import astuple
+from dataclasses import asdict, astuple
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from streamrag.answer.events import CitedSource, Event, answer_of, event_from_dict
+from streamrag.answer.events import (
+    CitedSource,
+    Event,
+    ModerationCount,
+    answer_of,
+    event_from_dict,
+)
 from streamrag.history.base import RunRecord, SessionInfo, Turn
 
 TITLE_CHARS = 60
 
 _RUN_COLUMNS = (
     "run_id, session_id, kb, question, standalone_question, retrieved, answer, citations, "
-    "finish_reason, timings, usage, model, started_at, error, invalid_citations"
+    "finish_reason, timings, usage, model, started_at, error, invalid_citations, moderation"
 )
 _COLUMNS = _RUN_COLUMNS.split(", ")
 
@@ -81,7 +87,7 @@ class SQLHistory:
             replace = ", ".join(f"{c} = excluded.{c}" for c in [*_COLUMNS, "owner"])
             db.execute(
                 f"INSERT INTO runs ({_RUN_COLUMNS}, owner) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"VALUES ({', '.join('?' * (len(_COLUMNS) + 1))}) "
                 f"ON CONFLICT (run_id) DO UPDATE SET {replace}",
                 (*_row(run), self.owner),
             )
@@ -279,6 +285,7 @@ def _row(run: RunRecord) -> tuple[Any, ...]:
         run.started_at,
         None if run.error is None else _json(run.error),
         run.invalid_citations,
+        _json([asdict(count) for count in run.moderation]),
     )
 
 
@@ -288,7 +295,7 @@ def _json(value: Any) -> str:
 
 def _run(row: Sequence[Any]) -> RunRecord:
     (run_id, session_id, kb, question, standalone, retrieved, answer, citations, finish,
-     timings, usage, model, started_at, error, invalid) = row  # fmt: skip
+     timings, usage, model, started_at, error, invalid, moderation) = row  # fmt: skip
     return RunRecord(
         run_id=run_id,
         session_id=session_id,
@@ -305,4 +312,5 @@ def _run(row: Sequence[Any]) -> RunRecord:
         started_at=started_at,
         error=None if error is None else json.loads(error),
         invalid_citations=invalid,
+        moderation=[ModerationCount(**count) for count in json.loads(moderation)],
     )

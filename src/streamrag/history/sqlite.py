@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     model               TEXT NOT NULL,
     started_at          TEXT NOT NULL,
     error               TEXT,
-    invalid_citations   INTEGER NOT NULL DEFAULT 0
+    invalid_citations   INTEGER NOT NULL DEFAULT 0,
+    moderation          TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_session ON runs(session_id, seq);
 CREATE TABLE IF NOT EXISTS run_events (
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS run_events (
 """
 _MIGRATIONS = {  # columns added after the first release: name -> definition
     "owner": "ALTER TABLE runs ADD COLUMN owner TEXT",
+    "moderation": "ALTER TABLE runs ADD COLUMN moderation TEXT NOT NULL DEFAULT '[]'",
 }
 
 

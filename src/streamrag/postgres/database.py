@@ -126,6 +126,7 @@ CREATE TABLE run_events (
 );
 """,
     ),
+    ("0002_run_moderation", "ALTER TABLE runs ADD COLUMN moderation text NOT NULL DEFAULT '[]'"),
 ]
 
 

@@ -24,7 +24,8 @@ from streamrag.history.base import Turn
 from streamrag.server.schemas import Body, KbName
 from streamrag.server.sse import PING, sse_message
 
-FINISH = {"length": "length"}  # OpenAI's finish_reason for ours; anything else ends as "stop"
+# OpenAI's finish_reason for ours; anything else ends as "stop"
+FINISH = {"length": "length", "moderated": "content_filter"}
 
 
 class ChatMessageIn(Body):

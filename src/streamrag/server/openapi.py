@@ -51,6 +51,9 @@ class IngestSummary(BaseModel):
     ignored: list[str]
     chunks: int
     removed: int
+    fusion: str | None = Field(
+        None, description="How hybrid search fuses now, when this ingest chose it again."
+    )
     seconds: float
 
 

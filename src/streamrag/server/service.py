@@ -22,6 +22,7 @@ from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent
 from streamrag.kb import KnowledgeBase
 from streamrag.llm import LLM, make_llm
+from streamrag.moderation import rules_for
 from streamrag.rag import RAG
 from streamrag.server.errors import ApiError
 from streamrag.server.ingest import IngestWorkers
@@ -44,6 +45,7 @@ class Service:
         self, settings: Settings, llm: LLM | None = None, backend: Backend | None = None
     ) -> None:
         self.settings = settings
+        rules_for(settings)  # a broken moderation rules file stops the start, named
         self.backend = backend or open_backend(settings)
         self.history = self.backend.history
         self.metrics = Metrics()

@@ -1,0 +1,187 @@
+"""Moderation rules, read from a TOML file.
+
+::
+
+    refusal = "抱歉，这个问题我无法回答。"        # the answer to a refused question
+
+    [[rule]]
+    class = "insult"                 # what events, metrics and run records name
+    words = ["傻瓜", "idiot"]        # and/or words_file = "insults.txt" (one per line)
+    action = "mask"                  # mask | block | refuse (refuse: input only)
+    on = ["input", "output"]         # the default; also "documents" (checked at ingest)
+
+    [[rule]]
+    class = "pii"
+    pii = ["cn_mobile", "cn_id_card", "bank_card", "email"]
+    action = "mask"
+
+    [[rule]]
+    class = "internal"
+    regex = "ACME-\\d{6}"
+    action = "block"
+
+Every mistake is a :class:`RulesError` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import regex
+
+from streamrag.errors import StreamragError
+from streamrag.moderation.detectors import PII, Detector, Pattern, WordList
+
+Action = Literal["mask", "block", "refuse"]
+Target = Literal["input", "output", "documents"]
+ACTIONS: tuple[str, ...] = get_args(Action)
+TARGETS: tuple[str, ...] = get_args(Target)
+DEFAULT_REFUSAL = "抱歉，这个问题我无法回答。Sorry, I can't help with that."
+
+_KINDS = ("words", "words_file", "pii", "regex")
+_KEYS = frozenset({"class", "action", "on", *_KINDS})
+_CLASS = re.compile(r"[\w.-]{1,64}")
+
+
+class RulesError(StreamragError):
+    """A moderation rules file that cannot be used: the message names the file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: what it looks for (``detectors``), what it does, where it applies."""
+
+    rule_class: str
+    action: Action
+    targets: frozenset[Target]
+    detectors: tuple[Detector, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A rules file, read and checked."""
+
+    rules: tuple[Rule, ...] = ()
+    refusal: str = DEFAULT_REFUSAL
+    source: str = ""  # the file it was read from
+
+    def on(self, target: Target) -> list[Rule]:
+        return [rule for rule in self.rules if target in rule.targets]
+
+    def __add__(self, other: Rules) -> Rules:
+        """Both rule sets; the other's refusal wins when it has its own."""
+        refusal = other.refusal if other.refusal != DEFAULT_REFUSAL else self.refusal
+        sources = " + ".join(filter(None, (self.source, other.source)))
+        return Rules(self.rules + other.rules, refusal, sources)
+
+
+@dataclass(slots=True)
+class _Place:
+    path: Path
+    lines: list[int] = field(default_factory=list)  # line of each [[rule]] header
+
+    def error(self, index: int | None, message: str) -> RulesError:
+        line = f":{self.lines[index]}" if index is not None and index < len(self.lines) else ""
+        return RulesError(f"{self.path}{line}: {message}")
+
+
+def load_rules(path: Path) -> Rules:
+    """Read and check the rules file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError(f"{path}: cannot read the moderation rules: {exc}") from exc
+    return parse_rules(text, path)
+
+
+def parse_rules(text: str, path: Path) -> Rules:
+    """The rules in ``text`` (read from ``path``: word files are found beside it)."""
+    place = _Place(path, [n for n, line in enumerate(text.splitlines(), 1) if _is_rule(line)])
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = set(data) - {"rule", "refusal"}
+    if unknown:
+        raise place.error(
+            None, f"unknown setting {sorted(unknown)[0]!r} (expected refusal, [[rule]])"
+        )
+    refusal = data.get("refusal", DEFAULT_REFUSAL)
+    if not isinstance(refusal, str) or not refusal.strip():
+        raise place.error(None, "refusal must be a non-empty string")
+    entries = data.get("rule", [])
+    if not isinstance(entries, list):
+        raise place.error(None, "rules are written as [[rule]] tables")
+    rules = tuple(_rule(entry, index, place) for index, entry in enumerate(entries))
+    return Rules(rules, refusal, str(path))
+
+
+def _is_rule(line: str) -> bool:
+    return line.strip().replace(" ", "").startswith("[[rule]]")
+
+
+def _rule(entry: dict[str, Any], index: int, place: _Place) -> Rule:
+    def fail(message: str) -> RulesError:
+        name = entry.get("class")
+        return place.error(index, f"rule {name!r}: {message}" if name else message)
+
+    unknown = set(entry) - _KEYS
+    if unknown:
+        raise fail(
+            f"unknown key {sorted(unknown)[0]!r} (expected one of {', '.join(sorted(_KEYS))})"
+        )
+    rule_class = entry.get("class")
+    if not isinstance(rule_class, str) or not _CLASS.fullmatch(rule_class):
+        raise fail("class must be a name of letters, digits, '.', '-' or '_' (at most 64)")
+    action = entry.get("action")
+    if action not in ACTIONS:
+        raise fail(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    targets = entry.get("on", ["input", "output"])
+    if not isinstance(targets, list) or not targets or any(t not in TARGETS for t in targets):
+        raise fail(f"on must list some of {', '.join(TARGETS)}, not {targets!r}")
+    if action == "refuse" and targets != ["input"]:
+        raise fail("refuse answers a question instead of the model: it applies to input only")
+    if not any(kind in entry for kind in _KINDS):
+        raise fail(f"say what to look for: one of {', '.join(_KINDS)}")
+    detectors: list[Detector] = []
+    words = _strings(entry.get("words", []), "words", fail)
+    if "words_file" in entry:
+        words += _word_file(entry["words_file"], place.path.parent, fail)
+    if words:
+        detectors.append(WordList(words))
+    for name in _strings(entry.get("pii", []), "pii", fail):
+        if name not in PII:
+            raise fail(f"unknown pii detector {name!r} (choose from {', '.join(PII)})")
+        detectors.append(PII[name]())
+    if "regex" in entry:
+        pattern = entry["regex"]
+        if not isinstance(pattern, str) or not pattern:
+            raise fail("regex must be a non-empty string")
+        try:
+            detectors.append(Pattern(pattern))
+        except regex.error as exc:
+            raise fail(f"invalid regex {pattern!r}: {exc}") from exc
+        if regex.match(pattern, ""):
+            raise fail(f"regex {pattern!r} matches empty text")
+    return Rule(rule_class, action, frozenset(targets), tuple(detectors))
+
+
+def _strings(value: Any, key: str, fail: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise fail(f"{key} must be a list of strings")
+    return list(value)
+
+
+def _word_file(name: Any, folder: Path, fail: Any) -> list[str]:
+    if not isinstance(name, str) or not name:
+        raise fail("words_file must name a file")
+    path = (folder / name).resolve()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot read words_file {str(path)!r}: {exc}") from exc
+    return [word for line in lines if (word := line.strip()) and not word.startswith("#")]

@@ -1,0 +1,251 @@
+"""Moderation rules, detectors and the streaming filter (streamrag.moderation)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from streamrag.answer.citations import cite
+from streamrag.answer.engine import AnswerEngine
+from streamrag.answer.events import (
+    Citation,
+    Done,
+    Event,
+    Moderation,
+    ModerationCount,
+    RunStarted,
+    Token,
+)
+from streamrag.backends import open_backend
+from streamrag.moderation import RulesError, TextFilter, check_text, load_rules, moderation
+from streamrag.moderation.detectors import cn_id_valid, luhn_valid
+from streamrag.moderation.rules import parse_rules
+
+from conftest import ScriptedLLM
+
+RULES = """
+refusal = "这个问题我不能回答。"
+
+[[rule]]
+class = "insult"
+words = ["敏感词", "坏蛋", "idiot", "ass"]
+action = "mask"
+
+[[rule]]
+class = "pii"
+pii = ["cn_mobile", "cn_id_card", "bank_card", "email"]
+action = "mask"
+
+[[rule]]
+class = "internal"
+regex = "ACME-\\\\d{6}"
+action = "block"
+"""
+
+
+@pytest.fixture
+def rules(tmp_path: Path):
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES, encoding="utf-8")
+    return load_rules(path)
+
+
+def stream(rules, text: str, seed: int) -> tuple[list[str], TextFilter]:
+    """``text`` fed in random pieces: what was released after each, and the filter."""
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(1, 12))))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    answer = TextFilter(rules.on("output"))
+    shown = [answer.feed(piece) for piece in pieces]
+    shown.append(answer.finish())
+    return shown, answer
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("这是敏感词。", "这是＊＊＊。"),
+        ("这是敏 感 词。", "这是＊＊＊＊＊。"),
+        ("这是敏-感-詞。", "这是＊＊＊＊＊。"),  # traditional 詞, hyphens inside
+        ("You ＩＤＩＯＴ!", "You ＊＊＊＊＊!"),  # full-width, upper case
+        ("a classic idiotic pass", "a classic idiotic pass"),  # not whole words
+        ("call 138 0013 8000 now", "call ＊＊＊＊＊＊＊＊＊＊＊＊＊ now"),
+        ("电话12800138000", "电话12800138000"),  # no mobile number starts with 12
+        ("证件11010519491231002X。", "证件＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊。"),
+        ("证件110105194912310021。", "证件110105194912310021。"),  # wrong check character
+        ("卡 4111 1111 1111 1111.", "卡 ＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊＊."),
+        ("卡 4111 1111 1111 1112.", "卡 4111 1111 1111 1112."),  # fails the Luhn check
+        ("mail a.b+c@example.co.uk!", "mail " + "＊" * len("a.b+c@example.co.uk") + "!"),
+        ("版本 3.14.15 发布", "版本 3.14.15 发布"),
+    ],
+)
+def test_whole_texts_are_masked_by_what_they_hold(rules, text: str, masked: str) -> None:
+    assert check_text(rules.on("output"), text)[0] == masked
+    for seed in range(20):  # and the same, streamed in random pieces
+        shown, _ = stream(rules, text, seed)
+        assert "".join(shown) == masked
+
+
+def test_nothing_forbidden_is_ever_released_and_the_hold_is_bounded(rules) -> None:
+    text = "先说敏感词，再说 idiot，电话13800138000，邮箱 x@y.cn，完。"
+    for seed in range(200):
+        shown, _ = stream(rules, text, seed)
+        released = ""
+        for piece in shown:
+            released += piece
+            for forbidden in ("敏感", "感词", "idiot", "13800138000", "x@y.cn"):
+                assert forbidden not in released
+        assert released == check_text(rules.on("output"), text)[0]
+
+
+def test_a_word_list_holds_back_at_most_its_longest_entry_less_one(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[[rule]]\nclass = "w"\nwords = ["一二三四"]\naction = "mask"\n', "utf-8")
+    answer = TextFilter(load_rules(path).on("output"))
+    assert answer.feed("零一二三") == "零"  # "一二三" may become the entry
+    assert answer.feed("五") == "一二三五"
+    assert answer.held_chars_max == 3
+
+
+def test_a_block_stops_the_text_and_names_its_class(rules) -> None:
+    answer = TextFilter(rules.on("output"))
+    assert answer.feed("code ACME-12") == "code "
+    assert answer.feed("3456 and more") == ""
+    assert answer.blocked is not None and answer.blocked.rule_class == "internal"
+    assert answer.feed("after") == "" and answer.finish() == ""
+
+
+def test_checksums() -> None:
+    assert luhn_valid("4111 1111 1111 1111") and not luhn_valid("4111 1111 1111 1112")
+    assert cn_id_valid("11010519491231002X") and not cn_id_valid("110105194912310021")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[rule]\n", "rules.toml: not valid TOML: "),
+        (
+            'refusal = "x"\n\n[[rule]]\nclass = "r"\nregex = "(unclosed"\naction = "block"\n',
+            "rules.toml:3: rule 'r': invalid regex '(unclosed'",
+        ),
+        ('[[rule]]\nclass = "p"\npii = ["ssn"]\naction = "mask"\n', "rules.toml:1: rule 'p': "),
+        (
+            '[[rule]]\nclass = "r"\nwords = ["x"]\naction = "refuse"\non = ["output"]\n',
+            "refuse answers a question instead of the model: it applies to input only",
+        ),
+        ('[[rule]]\nclass = "r"\nwords = ["x"]\naction = "delete"\n', "action must be one of"),
+        ('[[rule]]\nclass = "r"\naction = "mask"\n', "say what to look for"),
+        ('[[rule]]\nclass = "r"\nwords_file = "gone.txt"\naction = "mask"\n', "gone.txt"),
+        ('[[rule]]\nclass = "r"\nregex = "a*"\naction = "mask"\n', "matches empty text"),
+        ('colour = "red"\n', "unknown setting 'colour'"),
+    ],
+)
+def test_a_broken_rules_file_is_named_with_its_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert message in str(caught.value).replace(str(tmp_path) + "/", "")
+
+
+def test_a_words_file_beside_the_rules_and_ten_thousand_entries(tmp_path: Path) -> None:
+    words = [f"词{i:05d}" for i in range(10_000)]
+    (tmp_path / "words.txt").write_text("# a comment\n" + "\n".join(words), encoding="utf-8")
+    rules = parse_rules(
+        '[[rule]]\nclass = "big"\nwords_file = "words.txt"\naction = "mask"\n',
+        tmp_path / "rules.toml",
+    )
+    assert check_text(rules.on("output"), "有词09999和词1")[0] == "有＊＊＊＊＊＊和词1"
+
+
+# -- in the engine -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kb(fake_kb, tmp_path: Path):
+    (tmp_path / "policy.md").write_text(
+        "# 退货政策\n\n自签收之日起七天内可以无理由退货。\n", encoding="utf-8"
+    )
+    assert fake_kb.ingest([tmp_path / "policy.md"]).ok
+    return fake_kb
+
+
+def answer(kb, rules, llm, question: str = "可以退货吗？") -> list[Event]:
+    backend = open_backend(kb.settings)
+    engine = AnswerEngine(
+        kb, llm, transformers=(moderation(rules), cite), memory=backend.history,
+        runlog=backend.history,
+    )  # fmt: skip
+
+    async def run() -> list[Event]:
+        return [event async for event in engine.run(question)]
+
+    try:
+        return asyncio.run(run())
+    finally:
+        backend.close()
+
+
+def test_a_masked_answer_keeps_its_citation_offsets(kb, rules) -> None:
+    llm = ScriptedLLM(["客服电话 138", "0013 8000", "，七天内可退[1]。"])
+    events = answer(kb, rules, llm)
+    done = events[-1]
+    assert isinstance(done, Done) and done.finish_reason == "stop"
+    assert done.answer == "客服电话 " + "＊" * len("1380013 8000") + "，七天内可退[1]。"
+    assert "".join(e.text for e in events if isinstance(e, Token)) == done.answer
+    [citation] = [e for e in events if isinstance(e, Citation)]
+    assert done.answer[citation.offset : citation.offset + 3] == "[1]"
+    [fired] = [e for e in events if isinstance(e, Moderation)]
+    assert (fired.target, fired.rule_class, fired.action) == ("output", "pii", "mask")
+    assert "13800138000" not in json.dumps([e.to_dict() for e in events], ensure_ascii=False)
+    assert done.moderation == [ModerationCount("output", "pii", "mask", 1)]
+    assert done.timings["holdback_chars_max"] >= 3
+    record = open_backend(kb.settings).history.get_run(done.run_id)
+    assert record.answer == done.answer and record.moderation == done.moderation
+
+
+def test_a_block_closes_the_model_stream_and_ends_moderated(kb, rules) -> None:
+    llm = ScriptedLLM(["内部代号 ACME-", "123456", " 是", "机密", "。"] + ["多"] * 50)
+    events = answer(kb, rules, llm)
+    done = events[-1]
+    assert isinstance(done, Done) and done.finish_reason == "moderated"
+    assert done.answer == "内部代号 " and "ACME" not in done.answer
+    # the token after the one that completed it says the match is whole: then the stream stops
+    assert llm.closed and llm.produced == 3
+    [fired] = [e for e in events if isinstance(e, Moderation)]
+    assert (fired.rule_class, fired.action) == ("internal", "block")
+    assert [e.type for e in events][-2:] == ["moderation", "done"]
+
+
+def test_a_question_is_masked_before_anything_reads_it(kb, rules) -> None:
+    llm = ScriptedLLM(["好的。"])
+    events = answer(kb, rules, llm, "我的手机13800138000，可以退货吗？")
+    started = events[0]
+    assert (
+        isinstance(started, RunStarted)
+        and started.question == "我的手机＊＊＊＊＊＊＊＊＊＊＊，可以退货吗？"
+    )
+    assert "13800138000" not in json.dumps(llm.messages, ensure_ascii=False)
+    assert events[1].type == "moderation"
+    record = open_backend(kb.settings).history.get_run(events[-1].run_id)
+    assert "13800138000" not in record.question
+
+
+def test_a_refused_question_never_reaches_the_model(kb, tmp_path: Path) -> None:
+    path = tmp_path / "refuse.toml"
+    path.write_text(
+        'refusal = "这个问题我不能回答。"\n[[rule]]\nclass = "politics"\n'
+        'words = ["某话题"]\naction = "refuse"\non = ["input"]\n',
+        encoding="utf-8",
+    )
+    llm = ScriptedLLM(["不该出现"])
+    events = answer(kb, load_rules(path), llm, "说说某 话 题？")
+    assert [e.type for e in events] == ["run.started", "moderation", "token", "done"]
+    assert events[-1].answer == "这个问题我不能回答。" and events[-1].finish_reason == "moderated"
+    assert llm.messages == [] and not llm.produced
