@@ -28,7 +28,16 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from streamrag.answer.events import Done, Error, Event, Source, Sources, Status, Token
+from streamrag.answer.events import (
+    Done,
+    Error,
+    Event,
+    Moderation,
+    Source,
+    Sources,
+    Status,
+    Token,
+)
 from streamrag.answer.prompt import heading, language_of
 from streamrag.config import CONFIG_ENV, Settings, load_settings
 from streamrag.errors import StreamragError
@@ -614,6 +623,12 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
                 err_console.print(
                     f"[dim]waiting for the model: {event.queue_position} answer(s) first…[/dim]"
                 )
+            elif isinstance(event, Moderation) and event.action != "mask" and not as_json:
+                console.out("")
+                err_console.print(
+                    f"[yellow]stopped by moderation (rule {escape(event.rule_class)!r}, "
+                    f"{event.target})[/yellow]"
+                )
             elif isinstance(event, Error) and not as_json:
                 console.out("")
                 err_console.print(
@@ -655,6 +670,9 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
     parts.append(f"total {timings.get('total_ms', 0) / 1000:.2f} s")
     if done.usage.get("completion_tokens"):
         parts.append(f"{done.usage['completion_tokens']} tokens")
+    masked = sum(m.count for m in done.moderation if m.action == "mask")
+    if masked:
+        parts.append(f"{masked} masked")
     err_console.print(f"[dim]{' · '.join(parts)}[/dim]", highlight=False)
     return done
 

@@ -186,7 +186,11 @@ async def completion_chunks(
                 event.run_id,
                 choices=[flavor.choice("", FINISH.get(event.finish_reason, "stop"))],
                 citations=[asdict(c) for c in event.citations],
-                streamrag={"finish_reason": event.finish_reason, "timings": event.timings},
+                streamrag={
+                    "finish_reason": event.finish_reason,
+                    "timings": event.timings,
+                    "moderation": [asdict(m) for m in event.moderation],
+                },
             )
             if usage is not None:
                 yield chunk(event.run_id, choices=[], usage=usage)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.responses import StreamingResponse
 
-from streamrag.answer.events import Error, Event, Source, Sources, Token
+from streamrag.answer.events import Error, Event, Moderation, Source, Sources, Token
 from streamrag.answer.prompt import heading
 
 PING = b": ping\n\n"
@@ -58,6 +58,8 @@ async def plain_text(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes
             sources = event.sources
         elif isinstance(event, Error):
             yield f"\n[error {event.code}: {event.message}]".encode()
+        elif isinstance(event, Moderation) and event.action != "mask":
+            yield f"\n[stopped by moderation: {event.rule_class}]".encode()
     lines = [f"[{s.number}] {heading(s)} ({s.source})" for s in sources]
     yield ("\n\n" + "\n".join(lines) + "\n").encode() if lines else b"\n"
 

@@ -71,7 +71,7 @@ export class Turn {
         this.#linkCitations();
         break;
       default:
-        break; // usage: shown on "done"
+        break; // usage: shown on "done"; moderation: "done" ends it "moderated"
     }
   }
 
@@ -101,6 +101,7 @@ export class Turn {
     this.#render();
     if (finishReason === "cancelled") this.#notice(t("stopped"));
     else if (finishReason === "length") this.#notice(t("truncated"));
+    else if (finishReason === "moderated") this.#notice(t("moderated"));
     this.details.hidden = !this.runId;
   }
 
