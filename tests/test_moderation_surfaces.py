@@ -51,6 +51,7 @@ def test_sse_shows_the_moderated_stream_and_the_upstream_stops(
         data = [json.loads(m["data"]) for m in sse_messages(raw.decode().splitlines())]
         record = client.get(f"/v1/runs/{data[0]['run_id']}").json()
         replayed = client.get(f"/v1/runs/{data[0]['run_id']}/events")
+        metrics = client.get("/metrics").text
     text = raw.decode("utf-8")
     assert "brown" not in text and "lazy" not in text and "dog" not in text
     done = data[-1]
@@ -64,6 +65,11 @@ def test_sse_shows_the_moderated_stream_and_the_upstream_stops(
         ("rude", "block", 1),
     }
     assert "lazy" not in replayed.text and "brown" not in replayed.text  # a resume replays it
+    assert (
+        'streamrag_moderation_matches_total{action="block",rule_class="rude",target="output"} 1.0'
+        in metrics
+    )
+    assert "streamrag_moderation_holdback_seconds_count 1.0" in metrics
     [generation] = stats(mock)["records"]
     # "dog" is token 9 and "while" (token 10) shows the match is whole: at most one more
     assert generation["client_closed_early"] and generation["tokens_sent"] <= 11

@@ -581,3 +581,30 @@ def test_unsupported_and_inferred_citations_look_different(
         page.locator(".session").first.locator(".open").click()
         expect(page.locator(".turn .markdown a.cite.inferred")).to_have_count(1)
         expect(page.locator(".turn .markdown a.cite.unsupported")).to_have_count(1)
+
+
+def test_a_moderated_answer_shows_masks_and_a_notice_and_never_the_words(
+    server_settings: Settings, browser: Browser, errors: list[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nclass = "pii"\npii = ["cn_mobile"]\naction = "mask"\n'
+        '[[rule]]\nclass = "secret"\nwords = ["内部代号"]\naction = "block"\n',
+        encoding="utf-8",
+    )
+    llm = ScriptedLLM(["请致电 138", "0013", "8000。", "另外，内部", "代号", "是 X。"])
+    settings = server_settings.model_copy(update={"moderation_rules": rules})
+    with serving(settings, llm) as client:
+        page = open_page(browser, str(client.base_url), errors)
+        shown: list[str] = []
+        page.expose_function("seen", lambda text: shown.append(text))
+        page.evaluate(
+            "new MutationObserver(() => seen(document.querySelector('.turn:last-child')"
+            "?.innerText ?? '')).observe(document.body, {subtree: true, childList: true,"
+            " characterData: true})"
+        )
+        ask(page, "怎么联系客服？")
+        finished(page, "moderated")
+        assert answer_text(page).startswith("请致电 ＊＊＊＊＊＊＊＊＊＊＊。另外，")
+        expect(page.locator(".turn").last).to_contain_text("Content moderation stopped")
+    assert shown and not any("13800138000" in s or "内部代号" in s or "代号" in s for s in shown)

@@ -49,6 +49,18 @@ class Metrics:
             "streamrag_disconnects", "Streams whose client went away before done.", registry=r
         )
         self.errors = Counter("streamrag_errors", "Run errors by code.", ["code"], registry=r)
+        self.moderation = Counter(
+            "streamrag_moderation_matches",
+            "Moderation rules that fired, by target (input, output), rule class and action.",
+            ["target", "rule_class", "action"],
+            registry=r,
+        )
+        self.holdback = Histogram(
+            "streamrag_moderation_holdback_seconds",
+            "Per answer, the longest any token was held back by output moderation.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
 
     def observe_run(self, events: list[Event]) -> None:
         """Record a finished run from its events."""
@@ -59,6 +71,8 @@ class Metrics:
         if not isinstance(done, Done):
             return
         self.runs.labels(done.finish_reason).inc()
+        for fired in done.moderation:
+            self.moderation.labels(fired.target, fired.rule_class, fired.action).inc(fired.count)
         if done.finish_reason == "cancelled":
             self.cancellations.inc()
         timings = done.timings
@@ -68,6 +82,8 @@ class Metrics:
             self.total.observe(timings["total_ms"] / 1000)
         if "retrieve_ms" in timings:
             self.retrieval.observe(timings["retrieve_ms"] / 1000)
+        if "holdback_ms_max" in timings:
+            self.holdback.observe(timings["holdback_ms_max"] / 1000)
         tokens = done.usage.get("completion_tokens", 0)
         generating = (timings.get("total_ms", 0) - timings.get("ttft_ms", 0)) / 1000
         if tokens > 1 and generating > 0:
