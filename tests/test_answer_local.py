@@ -3,8 +3,10 @@ the bundled Qwen2.5-Coder-0.5B answering, through ``streamrag.RAG``."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +138,37 @@ def test_an_answer_waiting_for_the_busy_model_says_so_at_once(
     kinds = [e["type"] for e in seen]
     last_status = len(kinds) - 1 - kinds[::-1].index("status")
     assert last_status < kinds.index("token")
+
+
+def test_the_bundled_models_answer_is_moderated_as_it_streams(
+    sample_kb: KnowledgeBase, local_llm: LocalLlama, tmp_path: Path
+) -> None:
+    """The real model's words pass the moderation stage on the way to every surface: the
+    warranty's "three years" is masked in the SSE tokens and the OpenAI SDK's text (the
+    sources' text is the documents', which ``documents`` rules check at ingest)."""
+    import openai
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nclass = "term"\nwords = ["three years"]\naction = "mask"\n', encoding="utf-8"
+    )
+    settings = sample_kb.settings.model_copy(
+        update={"kb": "sample", "temperature": 0.0, "moderation_rules": rules}
+    )
+    question = "How long is the warranty for a refrigerator?"
+    with serving(settings, local_llm) as client:
+        raw = client.post("/v1/chat/stream", json={"question": question}).text
+        events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: ")]
+        sdk = openai.OpenAI(base_url=f"{client.base_url}/v1", api_key="unused")
+        chunks = list(
+            sdk.chat.completions.create(
+                model="sample", messages=[{"role": "user", "content": question}], stream=True
+            )
+        )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    streamed = "".join(event["text"] for event in events if event["type"] == "token")
+    assert "three years" not in streamed.lower() and "three years" not in text.lower()
+    assert "＊" * len("three years") in text and "＊" * len("three years") in streamed
+    assert events[-1]["moderation"] == [
+        {"target": "output", "rule_class": "term", "action": "mask", "count": 1}
+    ]

@@ -21,11 +21,13 @@ from streamrag.answer.events import (
     Token,
 )
 from streamrag.backends import open_backend
+from streamrag.ingest.pipeline import IngestReport
+from streamrag.kb import KnowledgeBase
 from streamrag.moderation import RulesError, TextFilter, check_text, load_rules, moderation
 from streamrag.moderation.detectors import cn_id_valid, luhn_valid
 from streamrag.moderation.rules import parse_rules
 
-from conftest import ScriptedLLM
+from conftest import HashEmbedder, ScriptedLLM
 
 RULES = """
 refusal = "这个问题我不能回答。"
@@ -249,3 +251,36 @@ def test_a_refused_question_never_reaches_the_model(kb, tmp_path: Path) -> None:
     assert [e.type for e in events] == ["run.started", "moderation", "token", "done"]
     assert events[-1].answer == "这个问题我不能回答。" and events[-1].finish_reason == "moderated"
     assert llm.messages == [] and not llm.produced
+
+
+# -- documents at ingest -------------------------------------------------------------------
+
+
+def test_documents_are_checked_at_ingest_and_reported_each(settings, tmp_path: Path) -> None:
+    rules = tmp_path / "docs.toml"
+    rules.write_text(
+        '[[rule]]\nclass = "pii"\npii = ["cn_mobile"]\naction = "mask"\non = ["documents"]\n'
+        '[[rule]]\nclass = "banned"\nwords = ["禁书"]\naction = "block"\non = ["documents"]\n',
+        encoding="utf-8",
+    )
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "contact.txt").write_text("客服电话 13800138000，工作日在线。", "utf-8")
+    (docs / "bad.txt").write_text("这里有一本禁 书。", "utf-8")
+    (docs / "plain.txt").write_text("七天内可以退货。", "utf-8")
+    with KnowledgeBase("k", settings=settings, embedder=HashEmbedder()) as kb:
+        assert kb.ingest([docs]).ok  # no rules for documents yet: all three go in
+        kb.set_moderation_rules(rules)
+        events = list(kb.ingest_events([docs]))
+        report = IngestReport.collect(events)
+        assert report.failed == [
+            (str((docs / "bad.txt").resolve()), "refused by moderation rule 'banned' (block)")
+        ]
+        texts = [c.text for batch in kb.store.iter_chunks() for c in batch]
+        assert texts == ["客服电话 ＊＊＊＊＊＊＊＊＊＊＊，工作日在线。", "七天内可以退货。"]
+        assert len(report.ingested) == 2  # new rules: every document is checked again
+        notes = {Path(e.path).name: e.reason for e in events if e.kind == "file" and e.reason}
+        assert notes["contact.txt"] == "masked by moderation: pii ×1"
+        assert kb.ingest([docs]).unchanged and not kb.ingest([docs]).ingested
+        kb.set_moderation_rules(None)
+        assert not kb.moderation_rules().rules

@@ -168,6 +168,11 @@ def run_with_progress(events: Iterator[IngestEvent], *, show: bool = True) -> In
                     f"[red]failed[/red] {escape(event.path or '')}: {escape(event.reason or '')}",
                     soft_wrap=True,
                 )
+            elif event.kind == "file" and event.status == "ingested" and event.reason and show:
+                progress.console.print(
+                    f"[dim]{escape(event.path or '')}: {escape(event.reason)}[/dim]",
+                    soft_wrap=True,
+                )
             elif event.kind == "file" and event.status == "ignored" and show:
                 progress.console.print(
                     f"[yellow]ignored[/yellow] {escape(event.path or '')} (not a supported type)",
@@ -337,6 +342,31 @@ def kb_tune(
     console.print(f"fusion: {escape(str(tuning))}", highlight=False)
     for candidate, mrr in sorted(tuning.scores.items(), key=lambda item: -item[1]):
         console.print(f"  {mrr:.3f}  {escape(candidate)}", highlight=False)
+
+
+@kb_app.command("rules")
+def kb_rules(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The knowledge base.")],
+    rules: Annotated[
+        Path | None, typer.Argument(help="Its own moderation rules file (TOML).")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Drop its own rules file.")] = False,
+) -> None:
+    """Show the moderation rules NAME answers under, or give it its own file of rules (on
+    top of STREAMRAG_MODERATION_RULES). Documents are checked again at their next ingest."""
+    with _reported(), KnowledgeBase(name, settings=_settings(ctx), create=False) as base:
+        if rules is not None or clear:
+            active = base.set_moderation_rules(None if clear else rules)
+        else:
+            active = base.moderation_rules()
+    if not active.rules:
+        console.print("no moderation rules")
+        return
+    console.print(f"rules from {escape(active.source)}", highlight=False)
+    for rule in active.rules:
+        targets = ", ".join(sorted(rule.targets))
+        console.print(f"  {escape(rule.rule_class)}: {rule.action} on {targets}", highlight=False)
 
 
 @kb_app.command("docs")

@@ -21,6 +21,7 @@ from streamrag.embed import LOCAL_MODELS, Embedder, make_embedder
 from streamrag.errors import DocumentNotFound, EmbeddingModelMismatch, KnowledgeBaseNotFound
 from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
+from streamrag.moderation import KB_RULES_META, DocumentCheck, Rules, load_rules, rules_for
 from streamrag.names import check_kb_name
 from streamrag.records import DocumentInfo, KnowledgeBaseInfo
 from streamrag.retrieve.fusion import DEFAULT_FUSION
@@ -195,6 +196,7 @@ class KnowledgeBase:
             sync=sync,
             exclude=self.settings.home.resolve(),
             origins=origins,
+            check=DocumentCheck(self.moderation_rules()),
         ):
             changed = changed or event.kind in ("embedded", "removed")
             yield event
@@ -221,6 +223,19 @@ class KnowledgeBase:
             reranker=self.reranker,
             rerank_candidates=self.settings.rerank_top_n,
         )
+
+    def moderation_rules(self) -> Rules:
+        """The moderation rules here: the deployment's, then this knowledge base's own."""
+        return rules_for(self.settings, self.store.get_meta(KB_RULES_META))
+
+    def set_moderation_rules(self, path: Path | None) -> Rules:
+        """Give this knowledge base its own rules file (checked now; None: none), and return
+        the rules it now answers under. Documents are checked again at their next ingest."""
+        if path is not None:
+            path = path.expanduser().resolve()
+            load_rules(path)
+        self.store.set_meta({KB_RULES_META: str(path) if path else ""})
+        return self.moderation_rules()
 
     @property
     def tuning(self) -> Tuning | None:

@@ -31,7 +31,7 @@ from streamrag.backends import Backend, History
 from streamrag.config import Settings, load_settings
 from streamrag.kb import KnowledgeBase
 from streamrag.llm import LLM, make_llm
-from streamrag.moderation import KB_RULES_META, moderation, rules_for
+from streamrag.moderation import moderation
 
 T = TypeVar("T")
 _END = object()
@@ -100,7 +100,7 @@ class RAG:
         else:
             self.settings = settings or load_settings(**overrides)
             self.kb = KnowledgeBase(kb, settings=self.settings, backend=backend, create=create)
-        self.rules = rules_for(self.settings, self.kb.store.get_meta(KB_RULES_META))
+        self.rules = self.kb.moderation_rules()
         self.history: History = self.kb.backend.history
         self._llm = llm
         self._engine: AnswerEngine | None = None

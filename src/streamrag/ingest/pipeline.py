@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class IngestEvent:
     count: int = 0
     path: str | None = None
     status: FileStatus | None = None
-    reason: str | None = None
+    reason: str | None = None  # why a file failed or was ignored; what moderation masked
 
 
 @dataclass(slots=True)
@@ -141,9 +141,19 @@ class _Pending:
     texts: list[str] = field(default_factory=list)  # texts of all entries, in order
 
 
-def pipeline_fingerprint(chunk_size: int, chunk_overlap: int) -> str:
+class DocumentCheck(Protocol):
+    """A check of each document before it is chunked (moderation): it returns the document
+    to store and a note for the report, or raises :class:`LoadError` to refuse it."""
+
+    fingerprint: str  # what decides its result besides the document ("" when it does nothing)
+
+    def __call__(self, doc: LoadedDocument) -> tuple[LoadedDocument, str | None]: ...
+
+
+def pipeline_fingerprint(chunk_size: int, chunk_overlap: int, check: str = "") -> str:
     """What besides the content decides a document's chunks; a change re-chunks it."""
-    return f"chunker={CHUNKER_VERSION};size={chunk_size};overlap={chunk_overlap}"
+    fingerprint = f"chunker={CHUNKER_VERSION};size={chunk_size};overlap={chunk_overlap}"
+    return f"{fingerprint};check={check}" if check else fingerprint
 
 
 def discover(
@@ -194,13 +204,15 @@ def ingest(
     sync: bool = False,
     exclude: Path | None = None,
     origins: Mapping[Path, Origin] | None = None,
+    check: DocumentCheck | None = None,
 ) -> Iterator[IngestEvent]:
     """Ingest ``paths`` into ``store``, yielding progress events; see the module docstring.
 
     ``origins`` records the documents of some files (by resolved path) under another id and
-    source than their path: uploaded files. Events name a file by its source.
+    source than their path: uploaded files. Events name a file by its source. ``check`` sees
+    each new or changed document first (a refused one is the file's problem).
     """
-    pipeline = pipeline_fingerprint(chunk_size, chunk_overlap)
+    pipeline = pipeline_fingerprint(chunk_size, chunk_overlap, check.fingerprint if check else "")
     candidates = list(discover(paths, exclude))
     yield IngestEvent("found", count=sum(1 for _, why in candidates if why is None))
     pending = _Pending()
@@ -227,7 +239,17 @@ def ingest(
         ]
         kept_ids = {doc.doc_id for doc in loaded.documents}
         stale = [i for i in store.doc_ids_by_source(source) if i not in kept_ids]
+        notes: list[str] = []
         for doc in fresh:
+            if check is not None:
+                try:
+                    doc, note = check(doc)
+                except LoadError as exc:
+                    several = len(loaded.documents) > 1
+                    loaded.problems.append(f"{doc.doc_id}: {exc}" if several else str(exc))
+                    stale.append(doc.doc_id)
+                    continue
+                notes += [note] if note else []
             drafts = chunk_blocks(doc.blocks, chunk_size, chunk_overlap)
             if not drafts:
                 continue
@@ -243,7 +265,8 @@ def ingest(
             done = IngestEvent("file", path=source, status="failed", reason=reason)
         else:
             status = "ingested" if fresh or not loaded.documents else "unchanged"
-            done = IngestEvent("file", path=source, status=status)
+            note = "; ".join(notes) or None
+            done = IngestEvent("file", path=source, status=status, reason=note)
         pending.entries.append(_Entry(delete=stale, done=done))
         yield from _advance(pending, store, embedder, batch_size, commit_every)
     yield from _advance(pending, store, embedder, batch_size, commit_every, final=True)

@@ -25,6 +25,7 @@ Every mistake is a :class:`RulesError` naming the file and the line.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class Rules:
     rules: tuple[Rule, ...] = ()
     refusal: str = DEFAULT_REFUSAL
     source: str = ""  # the file it was read from
+    digest: str = ""  # of the file and its word files: a change re-checks the documents
 
     def on(self, target: Target) -> list[Rule]:
         return [rule for rule in self.rules if target in rule.targets]
@@ -76,7 +78,8 @@ class Rules:
         """Both rule sets; the other's refusal wins when it has its own."""
         refusal = other.refusal if other.refusal != DEFAULT_REFUSAL else self.refusal
         sources = " + ".join(filter(None, (self.source, other.source)))
-        return Rules(self.rules + other.rules, refusal, sources)
+        digest = hashlib.sha256(f"{self.digest}+{other.digest}".encode()).hexdigest()[:16]
+        return Rules(self.rules + other.rules, refusal, sources, digest)
 
 
 @dataclass(slots=True)
@@ -116,15 +119,16 @@ def parse_rules(text: str, path: Path) -> Rules:
     entries = data.get("rule", [])
     if not isinstance(entries, list):
         raise place.error(None, "rules are written as [[rule]] tables")
-    rules = tuple(_rule(entry, index, place) for index, entry in enumerate(entries))
-    return Rules(rules, refusal, str(path))
+    digest = hashlib.sha256(text.encode())
+    rules = tuple(_rule(entry, index, place, digest) for index, entry in enumerate(entries))
+    return Rules(rules, refusal, str(path), digest.hexdigest()[:16])
 
 
 def _is_rule(line: str) -> bool:
     return line.strip().replace(" ", "").startswith("[[rule]]")
 
 
-def _rule(entry: dict[str, Any], index: int, place: _Place) -> Rule:
+def _rule(entry: dict[str, Any], index: int, place: _Place, digest: Any) -> Rule:
     def fail(message: str) -> RulesError:
         name = entry.get("class")
         return place.error(index, f"rule {name!r}: {message}" if name else message)
@@ -151,6 +155,7 @@ def _rule(entry: dict[str, Any], index: int, place: _Place) -> Rule:
     words = _strings(entry.get("words", []), "words", fail)
     if "words_file" in entry:
         words += _word_file(entry["words_file"], place.path.parent, fail)
+        digest.update("\n".join(words).encode())
     if words:
         detectors.append(WordList(words))
     for name in _strings(entry.get("pii", []), "pii", fail):

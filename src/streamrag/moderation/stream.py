@@ -16,11 +16,14 @@ closes the model's stream at once and the run ends ``moderated``.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 from streamrag.answer.events import Error, Event, Moderation, RunStarted, Token, Usage
 from streamrag.answer.run import UNNUMBERED, EventTransformer, RunState
+from streamrag.errors import LoadError
+from streamrag.ingest.loaders import LoadedDocument
 from streamrag.moderation.rules import Rule, Rules
 
 MASK = "＊"
@@ -156,3 +159,29 @@ def moderation(rules: Rules) -> EventTransformer:
             await events.aclose()  # type: ignore[attr-defined]
 
     return moderate
+
+
+class DocumentCheck:
+    """The ``documents`` rules, applied to each document at ingest: its matches masked
+    whatever their rules' actions, and a document that a ``block`` rule matches refused."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules.on("documents")
+        self.fingerprint = rules.digest if self.rules else ""
+
+    def __call__(self, doc: LoadedDocument) -> tuple[LoadedDocument, str | None]:
+        """The document as it may be stored, and what was masked (None: nothing)."""
+        title, fired = check_text(self.rules, doc.title)
+        blocks = []
+        for block in doc.blocks:
+            text, more = check_text(self.rules, block.text)
+            blocks.append(replace(block, text=text))
+            fired += more
+        if not fired:
+            return doc, None
+        stop = next((rule for rule in fired if rule.action != "mask"), None)
+        if stop is not None:
+            raise LoadError(f"refused by moderation rule {stop.rule_class!r} ({stop.action})")
+        counts = Counter(rule.rule_class for rule in fired)
+        note = "masked by moderation: " + ", ".join(f"{c} ×{n}" for c, n in counts.items())
+        return replace(doc, title=title, blocks=blocks), note
