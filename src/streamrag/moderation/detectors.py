@@ -24,9 +24,9 @@ _ASCII_WORD = re.compile(r"[a-z0-9]", re.ASCII | re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """A final match: ``text[start:end]``."""
+    """A final match: ``text[begin:end]``."""
 
-    start: int
+    begin: int
     end: int
 
 
@@ -73,41 +73,39 @@ class WordList:
             return Scan([], len(text))
         skeleton = Skeleton.of(text)
         folded = skeleton.text()
-        hold = len(folded)
+        hold_from = len(text)
         if not final:  # the longest tail that may begin an entry
             for size in range(min(self.longest - 1, len(folded)), 0, -1):
-                if self.automaton.match(folded[-size:]):
-                    hold = len(folded) - size
+                first = skeleton.origin[len(folded) - size]
+                if self.automaton.match(folded[-size:]) and self._may_begin(text, first):
+                    hold_from = first
                     break
-        hold_from = skeleton.origin[hold] if hold < len(folded) else len(text)
-        if not final and _is_word_char(text[-1:]):  # an ASCII word may go on
-            hold_from = min(hold_from, _word_start(text))
-        found = []
+        matches = []
         for last, (size, ascii_word) in self.automaton.iter(folded):
-            first = last - size + 1
-            if first >= hold:
-                continue  # a longer entry may still continue it
-            begin, end = skeleton.origin[first], skeleton.origin[last] + 1
-            if end <= start or begin >= hold_from:
+            begin = skeleton.origin[last - size + 1]
+            end = skeleton.origin[last] + 1
+            if end <= start:
                 continue
             if ascii_word and (
                 _is_word_char(text[begin - 1 : begin]) or _is_word_char(text[end : end + 1])
             ):
                 continue  # inside a longer word: "ass" in "class"
-            found.append(Found(begin, end))
-        return Scan(found, hold_from)
+            if ascii_word and end == len(text) and not final:
+                hold_from = min(hold_from, begin)  # "idiot" may become "idiotic"
+                continue
+            matches.append(Found(begin, end))
+        return Scan([m for m in matches if m.begin < hold_from], hold_from)
+
+    @staticmethod
+    def _may_begin(text: str, offset: int) -> bool:
+        """Whether an entry may begin at ``offset``: not inside an ASCII word (an ASCII entry
+        matches whole words only, and no other entry begins with an ASCII letter)."""
+        return not (_is_word_char(text[offset]) and _is_word_char(text[offset - 1 : offset]))
 
 
 def _is_word_char(char: str) -> bool:
     """Whether ``char`` folds to an ASCII letter or digit (full-width ones too)."""
     return bool(char) and bool(_ASCII_WORD.match(fold(char)[:1]))
-
-
-def _word_start(text: str) -> int:
-    index = len(text)
-    while index > 0 and _is_word_char(text[index - 1]):
-        index -= 1
-    return index
 
 
 class Pattern:
@@ -130,9 +128,23 @@ class Pattern:
             ):
                 hold_from = min(hold_from, max(match.start(), start))
                 break
-            if self.valid is None or self.valid(match.group()):
-                found.append(Found(match.start(), match.end()))
+            end = self._valid_end(text, match)
+            if end is not None:
+                found.append(Found(match.start(), end))
         return Scan(found, hold_from)
+
+    def _valid_end(self, text: str, match: Any) -> int | None:
+        """Where the match ends once checked: its end, or (it fails the check) that of the
+        longest shorter match that ends before a separator and passes ("…5889 021年": the
+        card before " 021"); None if none does."""
+        if self.valid is None or self.valid(match.group()):
+            return match.end()
+        start, valid = match.start(), self.valid
+        for end in range(match.end() - 1, start, -1):
+            boundary = text[end - 1].isalnum() and not text[end].isalnum()
+            if boundary and self.pattern.fullmatch(text, start, end) and valid(text[start:end]):
+                return end
+        return None
 
 
 def _digits(text: str) -> list[int]:
@@ -173,8 +185,11 @@ PII: dict[str, Callable[[], Pattern]] = {
         r"\d{3}[\dXx](?![\dA-Za-z])",
         cn_id_valid,
     ),
-    # bank card numbers of 13 to 19 digits, in groups or not, Luhn-checked
-    "bank_card": lambda: Pattern(r"(?<![\d])\d{4}(?:[\s-]?\d){9,15}(?![\d])", luhn_valid),
+    # bank card numbers: 13 to 19 digits, or groups of four with a space or hyphen between,
+    # Luhn-checked
+    "bank_card": lambda: Pattern(
+        r"(?<![\d])(?:\d{13,19}|\d{4}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,3})?)(?![\d])", luhn_valid
+    ),
     "email": lambda: Pattern(
         r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+(?![A-Za-z0-9-])"

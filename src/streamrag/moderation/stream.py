@@ -74,7 +74,7 @@ class TextFilter:
                     if rule.action != "mask" and self.stop:
                         self.blocked = rule
                         return ""
-                    masks.append((max(found.start, start), found.end))
+                    masks.append((max(found.begin, start), found.end))
         for begin, end in masks:
             window = window[:begin] + MASK * (end - begin) + window[end:]
         self.text = self.text[:origin] + window
