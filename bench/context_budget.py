@@ -1,11 +1,11 @@
 """How many tokens of sources the bundled model should read: hit rate against prompt size.
 
 Answers the first --questions of an evaluation set (default ../shared/data/cmrc2018) once per
-context budget (``context_tokens``), the budgets taking turns question by question so that
-machine load falls on all of them alike, and prints per budget: answer hit rate, share of
-answers with a supported citation, prompt tokens p50, TTFT p50, and both as a ratio of the
-first budget's. Prompt tokens, not seconds, are the figure that travels between machines
-(prefill is ~100 % of TTFT: bench/ttft_breakdown.py).
+context budget (``context_tokens``), one budget after the other (a prompt right after its
+twin for another budget would reuse its prefix in llama.cpp), and prints per budget: answer
+hit rate, share of answers with a supported citation, prompt tokens p50, TTFT p50, and both
+as a ratio of the first budget's. Prompt tokens, not seconds, are the figure that travels
+between machines (prefill is ~100 % of TTFT: bench/ttft_breakdown.py).
 
     python bench/context_budget.py [--budgets 1500 1000 700 450] [--questions 50]
 """
@@ -39,17 +39,13 @@ def main() -> None:
             pass
         with RAG(kb, settings=settings) as rag:
             engine_settings = rag.engine.settings
-            for number, query in enumerate(queries):
-                turn = (
-                    args.budgets[number % len(args.budgets) :]
-                    + args.budgets[: number % len(args.budgets)]
+            for budget in args.budgets:  # one budget after another: no prompt follows its
+                rag.engine.settings = dataclasses.replace(  # twin (llama.cpp reuses prefixes)
+                    engine_settings, context_tokens=budget
                 )
-                for budget in turn:
-                    rag.engine.settings = dataclasses.replace(
-                        engine_settings, context_tokens=budget
-                    )
+                for number, query in enumerate(queries):
                     results[budget].append(answer_one(rag, query))
-                print(f"{number + 1}/{len(queries)}", end="\r", flush=True)
+                    print(f"{budget}: {number + 1}/{len(queries)}", end="\r", flush=True)
             model = rag.engine.llm.name
     print(f"\n{args.data.name}, {len(queries)} questions, {model}")
     print(

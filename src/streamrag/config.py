@@ -100,8 +100,12 @@ class Settings(BaseSettings):
     )
 
     answer_top_k: int = Field(5, ge=1, le=50, description="Sources retrieved per answer.")
-    context_tokens: int = Field(
-        1500, ge=50, description="Estimated tokens of sources given to the model (≥ 1 source)."
+    context_tokens: int | None = Field(
+        None,
+        ge=50,
+        description="Estimated tokens of sources given to the model (≥ 1 source); unset: the "
+        "model's own budget (700 for the bundled 0.5B, measured by bench/context_budget.py; "
+        "1500 for the others).",
     )
     max_tokens: int = Field(512, ge=1, description="Longest answer, in tokens.")
     temperature: float = Field(0.1, ge=0.0, le=2.0)

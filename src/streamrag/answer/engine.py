@@ -36,6 +36,7 @@ from streamrag.answer.run import UNNUMBERED, EventTransformer, RunState
 from streamrag.config import Settings
 from streamrag.history.base import Memory, RunLog, RunRecord, Turn
 from streamrag.kb import KnowledgeBase
+from streamrag.llm import context_budget
 from streamrag.llm.base import LLM, LLMError
 from streamrag.store import SearchFilter
 
@@ -62,7 +63,7 @@ class AnswerSettings:
         prompts = {"zh": settings.system_prompt_zh, "en": settings.system_prompt_en}
         return cls(
             top_k=settings.answer_top_k,
-            context_tokens=settings.context_tokens,
+            context_tokens=context_budget(settings),
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             condense=settings.condense,

@@ -10,7 +10,17 @@ from streamrag.llm.base import LLM, ChatMessage, LLMDelta, LLMError
 if TYPE_CHECKING:
     from streamrag.config import Settings
 
-__all__ = ["LLM", "ChatMessage", "LLMDelta", "LLMError", "make_llm", "model_name"]
+__all__ = [
+    "LLM",
+    "ChatMessage",
+    "LLMDelta",
+    "LLMError",
+    "context_budget",
+    "make_llm",
+    "model_name",
+]
+
+API_CONTEXT_TOKENS = 1500  # the sources' budget of a model behind an API
 
 _LOCAL: dict[tuple[str, int], LLM] = {}
 _LOCAL_LOCK = threading.Lock()
@@ -23,6 +33,19 @@ def model_name(settings: Settings) -> str:
     from streamrag.llm.local import DEFAULT_MODEL
 
     return DEFAULT_MODEL
+
+
+def context_budget(settings: Settings) -> int:
+    """Tokens of sources the answer model is given: ``context_tokens`` if set, else the
+    bundled model's own budget, or ``API_CONTEXT_TOKENS`` for an API model."""
+    if settings.context_tokens is not None:
+        return settings.context_tokens
+    if settings.llm_base_url:
+        return API_CONTEXT_TOKENS
+    from streamrag.llm.local import BUNDLED_MODELS
+
+    model = BUNDLED_MODELS.get(model_name(settings))
+    return model.context_tokens if model is not None else API_CONTEXT_TOKENS
 
 
 def make_llm(settings: Settings) -> LLM:
