@@ -5,7 +5,8 @@ written, and whether and when the client went away).
 Run as ``python tests/mockllm.py --port P [--first-token-ms 30 --inter-token-ms 20
 --tokens 100]``; it binds 127.0.0.1 only. Endpoints: ``POST /v1/chat/completions`` (stream or
 not), ``POST /v1/embeddings``, ``POST /v1/rerank`` (the Jina shape: a document scores the
-share of the query's characters it holds), ``GET /v1/models``, ``GET /stats[?reset=1]``,
+share of the query's characters it holds), ``POST /v1/moderations`` (flags a text holding one of
+``FLAGGED``), ``GET /v1/models``, ``GET /stats[?reset=1]``,
 ``GET /health``.
 Plain asyncio streams, HTTP/1.1 with keep-alive: nothing but the standard library, so the test
 suite carries its own upstream.
@@ -27,6 +28,7 @@ WORDS = (
     "quiet harbor streets"
 ).split()
 DIM = 384
+FLAGGED = ("lanterns", "坏话")
 _WORD = re.compile(r"\w+")
 
 
@@ -36,6 +38,7 @@ class Mock:
         self.inter_token_s = inter_token_ms / 1000
         self.tokens = tokens
         self.records: list[dict[str, Any]] = []
+        self.moderated: list[str] = []  # the texts /v1/moderations was asked about
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -68,9 +71,10 @@ class Mock:
         """Answer one request; False when the connection is to be closed."""
         path, _, query = target.partition("?")
         if path == "/stats":
-            send_json(writer, {"records": list(self.records)})
+            send_json(writer, {"records": list(self.records), "moderated": list(self.moderated)})
             if "reset=1" in query:
                 self.records.clear()
+                self.moderated.clear()
         elif path == "/health":
             send_json(writer, {"ok": True})
         elif path == "/v1/models":
@@ -90,6 +94,12 @@ class Mock:
             ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
             results = [{"index": i, "relevance_score": scores[i]} for i in ranked]
             send_json(writer, {"model": request["model"], "results": results})
+        elif path == "/v1/moderations" and method == "POST":
+            texts = json.loads(body)["input"]
+            texts = [texts] if isinstance(texts, str) else texts
+            self.moderated += texts
+            results = [{"flagged": any(w in t for w in FLAGGED)} for t in texts]
+            send_json(writer, {"id": "modr-1", "model": "mock-moderation", "results": results})
         elif path == "/v1/chat/completions" and method == "POST":
             return await self.generate(json.loads(body), reader, writer)
         else:

@@ -27,7 +27,7 @@ from streamrag.moderation import RulesError, TextFilter, check_text, load_rules,
 from streamrag.moderation.detectors import cn_id_valid, luhn_valid
 from streamrag.moderation.rules import parse_rules
 
-from conftest import HashEmbedder, ScriptedLLM
+from conftest import HashEmbedder, ScriptedLLM, free_port, stats
 
 RULES = """
 refusal = "这个问题我不能回答。"
@@ -286,3 +286,60 @@ def test_documents_are_checked_at_ingest_and_reported_each(settings, tmp_path: P
         assert kb.ingest([docs]).unchanged and not kb.ingest([docs]).ingested
         kb.set_moderation_rules(None)
         assert not kb.moderation_rules().rules
+
+
+# -- an external classifier ----------------------------------------------------------------
+
+
+def classifier_rules(tmp_path: Path, url: str, action: str = "block", extra: str = "") -> object:
+    path = tmp_path / "classifier.toml"
+    path.write_text(
+        f'[[rule]]\nclass = "toxic"\nclassifier = "{url}"\naction = "{action}"\n'
+        f'on = ["input", "output"]\n{extra}',
+        encoding="utf-8",
+    )
+    return load_rules(path)
+
+
+def test_a_classifier_clears_whole_sentences_and_stops_at_a_flagged_one(
+    kb, mock: str, tmp_path: Path
+) -> None:
+    stats(mock, "reset=1")
+    rules = classifier_rules(tmp_path, f"{mock}/moderations")
+    llm = ScriptedLLM(["好的，", "七天内", "可以退货。", "这句", "有坏话", "。", "后面的话。"])
+    events = answer(kb, rules, llm)
+    tokens = [e.text for e in events if isinstance(e, Token)]
+    assert tokens == ["好的，七天内可以退货。"]  # one sentence, let out once it was cleared
+    assert events[-1].finish_reason == "moderated"
+    assert [(e.target, e.rule_class) for e in events if isinstance(e, Moderation)] == [
+        ("output", "toxic")
+    ]
+    assert stats(mock)["moderated"] == ["可以退货吗？", "好的，七天内可以退货。", "这句有坏话。"]
+    assert events[-1].timings["classifier_ms_max"] > 0
+
+
+def test_a_classifier_holds_at_most_its_cap_and_masks_a_flagged_piece(
+    kb, mock: str, tmp_path: Path
+) -> None:
+    rules = classifier_rules(tmp_path, f"{mock}/moderations", "mask", "max_hold_chars = 6\n")
+    llm = ScriptedLLM(["一二三四五六七八", "九坏话十一二三"])
+    events = answer(kb, rules, llm)
+    assert [e.text for e in events if isinstance(e, Token)] == [
+        "一二三四五六七八",
+        "＊＊＊＊＊＊＊",
+    ]
+    assert events[-1].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("on_error", "finish"), [("fail_closed", "moderated"), ("fail_open", "stop")]
+)
+def test_an_unreachable_classifier_follows_its_policy(
+    kb, tmp_path: Path, on_error: str, finish: str
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1/moderations"
+    rules = classifier_rules(tmp_path, url, extra=f'on_error = "{on_error}"\n')
+    events = answer(kb, rules, ScriptedLLM(["你好。"]))
+    done = events[-1]
+    assert done.finish_reason == finish and done.timings["classifier_errors"] >= 1
+    assert (done.answer == "") == (on_error == "fail_closed")

@@ -129,3 +129,25 @@ def test_a_question_that_is_refused_never_reaches_the_model(
         answer = client.post("/v1/chat", json={"question": "说说竞争 对手"}).json()
     assert answer["text"] == "抱歉，无法回答。" and answer["finish_reason"] == "moderated"
     assert stats(mock)["records"] == []
+
+
+def test_a_classifier_gates_the_served_stream_and_is_measured(
+    settings: Settings, mock: str, tmp_path: Path
+) -> None:
+    rules = tmp_path / "classifier.toml"
+    rules.write_text(
+        f'[[rule]]\nclass = "toxic"\nclassifier = "{mock}/moderations"\naction = "block"\n'
+        'on = ["output"]\nmax_hold_chars = 40\n',
+        encoding="utf-8",
+    )
+    stats(mock, "reset=1")
+    with serving(settings.model_copy(update={"moderation_rules": rules}), None) as client:
+        raw = client.post("/v1/chat/stream", json={"question": "退货"}).text
+        metrics = client.get("/metrics").text
+    data = [json.loads(m["data"]) for m in sse_messages(raw.splitlines())]
+    tokens = [d["text"] for d in data if d["type"] == "token"]
+    assert tokens and all(len(text) >= 40 for text in tokens)  # let out a checked piece at a time
+    assert "lanterns" not in raw and data[-1]["finish_reason"] == "moderated"
+    asked = stats(mock)["moderated"]
+    assert "".join(asked[:-1]) == "".join(tokens) and "lanterns" in asked[-1]
+    assert "streamrag_moderation_classifier_seconds_count 1.0" in metrics

@@ -20,12 +20,24 @@
     regex = "ACME-\\d{6}"
     action = "block"
 
+    [[rule]]                         # an OpenAI-compatible /v1/moderations, per sentence
+    class = "toxic"
+    classifier = "http://127.0.0.1:8000/v1/moderations"
+    classifier_model = "omni-moderation-latest"
+    api_key_env = "MODERATION_API_KEY"   # the environment variable holding its key
+    on_error = "fail_closed"         # or fail_open (the default for mask)
+    max_hold_chars = 300             # ask before a sentence ends once this much is held
+    max_hold_ms = 2000               # ... or once the oldest held character waited this long
+    action = "block"
+    on = ["output"]
+
 Every mistake is a :class:`RulesError` naming the file and the line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -35,6 +47,7 @@ from typing import Any, Literal, get_args
 import regex
 
 from streamrag.errors import StreamragError
+from streamrag.moderation.classifier import DEFAULT_MODEL, Classifier
 from streamrag.moderation.detectors import PII, Detector, Pattern, WordList
 
 Action = Literal["mask", "block", "refuse"]
@@ -43,8 +56,9 @@ ACTIONS: tuple[str, ...] = get_args(Action)
 TARGETS: tuple[str, ...] = get_args(Target)
 DEFAULT_REFUSAL = "抱歉，这个问题我无法回答。Sorry, I can't help with that."
 
-_KINDS = ("words", "words_file", "pii", "regex")
-_KEYS = frozenset({"class", "action", "on", *_KINDS})
+_KINDS = ("words", "words_file", "pii", "regex", "classifier")
+_CLASSIFIER_KEYS = ("classifier_model", "api_key_env", "on_error", "max_hold_chars", "max_hold_ms")
+_KEYS = frozenset({"class", "action", "on", *_KINDS, *_CLASSIFIER_KEYS})
 _CLASS = re.compile(r"[\w.-]{1,64}")
 
 
@@ -60,6 +74,7 @@ class Rule:
     action: Action
     targets: frozenset[Target]
     detectors: tuple[Detector, ...]
+    classifier: Classifier | None = None  # asked about whole sentences
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +187,36 @@ def _rule(entry: dict[str, Any], index: int, place: _Place, digest: Any) -> Rule
             raise fail(f"invalid regex {pattern!r}: {exc}") from exc
         if regex.match(pattern, ""):
             raise fail(f"regex {pattern!r} matches empty text")
-    return Rule(rule_class, action, frozenset(targets), tuple(detectors))
+    classifier = _classifier(entry, action, targets, fail) if "classifier" in entry else None
+    return Rule(rule_class, action, frozenset(targets), tuple(detectors), classifier)
+
+
+def _classifier(entry: dict[str, Any], action: str, targets: list[str], fail: Any) -> Classifier:
+    url = entry["classifier"]
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise fail(f"classifier must be the http(s) URL of a /v1/moderations, not {url!r}")
+    if "documents" in targets:
+        raise fail("a classifier checks questions and answers, not documents")
+    on_error = entry.get("on_error", "fail_open" if action == "mask" else "fail_closed")
+    if on_error not in ("fail_open", "fail_closed"):
+        raise fail(f"on_error must be fail_open or fail_closed, not {on_error!r}")
+    key_env = entry.get("api_key_env")
+    if key_env is not None and (not isinstance(key_env, str) or key_env not in os.environ):
+        raise fail(f"api_key_env names {key_env!r}, which is not set in the environment")
+    limits = {}
+    for key, low in (("max_hold_chars", 1), ("max_hold_ms", 1)):
+        if key in entry:
+            value = entry[key]
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
+                raise fail(f"{key} must be a number of at least {low}, not {value!r}")
+            limits[key] = int(value) if key == "max_hold_chars" else float(value)
+    return Classifier(
+        url,
+        model=str(entry.get("classifier_model", DEFAULT_MODEL)),
+        api_key=os.environ[key_env] if key_env else None,
+        on_error=on_error,
+        **limits,
+    )
 
 
 def _strings(value: Any, key: str, fail: Any) -> list[str]:

@@ -15,16 +15,24 @@ closes the model's stream at once and the run ends ``moderated``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from typing import Any
+
+import httpx
 
 from streamrag.answer.events import Error, Event, Moderation, RunStarted, Token, Usage
 from streamrag.answer.run import UNNUMBERED, EventTransformer, RunState
 from streamrag.errors import LoadError
 from streamrag.ingest.loaders import LoadedDocument
+from streamrag.moderation.classifier import SentenceGate
 from streamrag.moderation.rules import Rule, Rules
+
+log = logging.getLogger("streamrag.moderation")
 
 MASK = "＊"
 CONTEXT = 8  # released characters a detector sees before the held text (look-behinds)
@@ -104,9 +112,15 @@ def moderation(rules: Rules) -> EventTransformer:
     """The engine's moderation stage for ``rules`` (put it first: every later stage and
     every surface sees only what it lets through)."""
     question_rules, answer_rules = rules.on("input"), rules.on("output")
+    asked_rules = [rule for rule in (*question_rules, *answer_rules) if rule.classifier]
+    answer_asked = [rule for rule in answer_rules if rule.classifier]
 
     async def moderate(events: AsyncIterator[Event], run: RunState) -> AsyncIterator[Event]:
         answer = TextFilter(answer_rules)
+        gate = _gate(answer_asked)
+        upstream = _Upstream(events)
+        client = httpx.AsyncClient() if asked_rules else None
+        checks = _Checks(run)
 
         def announce(target: str, rule: Rule) -> Moderation:
             return Moderation(
@@ -120,45 +134,146 @@ def moderation(rules: Rules) -> EventTransformer:
         def token(text: str) -> Token:
             return Token(run_id=run.run_id, seq=UNNUMBERED, text=text)
 
-        try:
-            async for event in events:
-                if isinstance(event, RunStarted) and question_rules:
-                    run.question, fired = check_text(question_rules, run.question)
-                    yield replace(event, question=run.question)
-                    for rule in fired:
-                        yield announce("input", rule)
-                    stop = next((r for r in fired if r.action != "mask"), None)
-                    if stop is not None:
-                        run.finish = "moderated"
-                        if stop.action == "refuse":
-                            yield token(rules.refusal)
-                        return
-                    continue
-                if isinstance(event, Token):
-                    fired_before = len(answer.fired)
-                    released = answer.feed(event.text)
-                elif isinstance(event, Usage | Error):
-                    fired_before = len(answer.fired)
-                    released = answer.finish()
-                else:
-                    yield event
-                    continue
-                if released:
-                    yield token(released)
-                for rule in answer.fired[fired_before:]:
+        async def question(event: RunStarted) -> AsyncIterator[Event]:
+            run.question, fired = check_text(question_rules, run.question)
+            if not fired and client is not None:
+                asked = [rule for rule in question_rules if rule.classifier]
+                fired = await checks.flagged(client, asked, run.question)
+            yield replace(event, question=run.question)
+            for rule in fired:
+                yield announce("input", rule)
+            stop = next((rule for rule in fired if rule.action != "mask"), None)
+            if stop is not None:
+                run.finish = "moderated"
+                if stop.action == "refuse":
+                    yield token(rules.refusal)
+
+        async def release(text: str, *, everything: bool = False) -> AsyncIterator[Event]:
+            """Send text the filter let out: through the classifiers' gate, if there is one
+            (a flagged sentence is masked whole, or ends the answer)."""
+            if gate is None or client is None:
+                if text:
+                    yield token(text)
+                return
+            gate.add(text)
+            while held := gate.take(everything=everything):
+                fired = await checks.flagged(client, answer_asked, held)
+                for rule in fired:
                     yield announce("output", rule)
-                if answer.blocked is not None:
+                if any(rule.action != "mask" for rule in fired):
                     run.finish = "moderated"
                     return
-                if not isinstance(event, Token):
+                yield token(MASK * len(held) if fired else held)
+
+        try:
+            while True:
+                event = await upstream.next(gate.seconds_left() if gate else None)
+                if event is None:  # held text has waited long enough: ask about it now
+                    async for out in release("", everything=True):
+                        yield out
+                elif event is _END:
+                    return
+                elif isinstance(event, RunStarted) and question_rules:
+                    async for out in question(event):
+                        yield out
+                elif isinstance(event, Token | Usage | Error):
+                    final = not isinstance(event, Token)
+                    fired_before = len(answer.fired)
+                    released = answer.finish() if final else answer.feed(event.text)
+                    async for out in release(released, everything=final):
+                        yield out
+                    for rule in answer.fired[fired_before:]:
+                        yield announce("output", rule)
+                    if answer.blocked is not None:
+                        run.finish = "moderated"
+                    if final and run.finish != "moderated":
+                        yield event
+                else:
                     yield event
+                if run.finish == "moderated":
+                    return
         finally:
             if answer_rules:
                 run.timings["holdback_ms_max"] = round(answer.hold_ms_max, 2)
                 run.timings["holdback_chars_max"] = answer.held_chars_max
-            await events.aclose()  # type: ignore[attr-defined]
+            if client is not None:
+                await client.aclose()
+            await upstream.aclose()
 
     return moderate
+
+
+def _gate(rules: Sequence[Rule]) -> SentenceGate | None:
+    """The hold in front of ``rules``' classifiers: the shortest of their caps."""
+    classifiers = [rule.classifier for rule in rules if rule.classifier is not None]
+    if not classifiers:
+        return None
+    return SentenceGate(
+        min(c.max_hold_chars for c in classifiers), min(c.max_hold_ms for c in classifiers)
+    )
+
+
+class _Checks:
+    """Asks classifiers about a text, and notes in the run's timings how long the slowest
+    answer took (``classifier_ms_max``) and how many could not be had
+    (``classifier_errors``)."""
+
+    def __init__(self, run: RunState) -> None:
+        self.run = run
+
+    async def flagged(
+        self, client: httpx.AsyncClient, rules: Sequence[Rule], text: str
+    ) -> list[Rule]:
+        """The rules whose classifier flags ``text`` (or cannot say, and fails closed)."""
+        started = time.perf_counter()
+        answers = await asyncio.gather(
+            *(rule.classifier.flagged(client, text) for rule in rules if rule.classifier),
+            return_exceptions=True,
+        )
+        timings = self.run.timings
+        elapsed = (time.perf_counter() - started) * 1000
+        timings["classifier_ms_max"] = round(max(timings.get("classifier_ms_max", 0), elapsed), 2)
+        fired = []
+        for rule, flagged in zip(rules, answers, strict=True):
+            if isinstance(flagged, BaseException):
+                if not isinstance(flagged, httpx.HTTPError | ValueError):
+                    raise flagged
+                timings["classifier_errors"] = timings.get("classifier_errors", 0) + 1
+                log.warning("moderation classifier of rule %r failed: %s", rule.rule_class, flagged)
+                flagged = rule.classifier is not None and rule.classifier.on_error == "fail_closed"
+            if flagged:
+                fired.append(rule)
+        return fired
+
+
+_END = object()  # the events before this stage are over
+
+
+class _Upstream:
+    """The events before this stage, read with an optional time limit (a read that times
+    out goes on in a task, picked up by the next read)."""
+
+    def __init__(self, events: AsyncIterator[Event]) -> None:
+        self.events = events
+        self.task: asyncio.Future[Any] | None = None
+
+    async def next(self, timeout: float | None) -> Any:
+        """The next event, ``_END``, or None when ``timeout`` seconds passed first."""
+        if timeout is None and self.task is None:
+            return await anext(self.events, _END)
+        if self.task is None:
+            self.task = asyncio.ensure_future(anext(self.events, _END))
+        done, _ = await asyncio.wait({self.task}, timeout=timeout)
+        if not done:
+            return None
+        task, self.task = self.task, None
+        return task.result()
+
+    async def aclose(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.events.aclose()  # type: ignore[attr-defined]
 
 
 class DocumentCheck:

@@ -61,6 +61,17 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
             registry=r,
         )
+        self.classifier = Histogram(
+            "streamrag_moderation_classifier_seconds",
+            "Per answer, the slowest answer of an external moderation classifier.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.classifier_errors = Counter(
+            "streamrag_moderation_classifier_errors",
+            "Questions to an external moderation classifier that got no answer.",
+            registry=r,
+        )
 
     def observe_run(self, events: list[Event]) -> None:
         """Record a finished run from its events."""
@@ -84,6 +95,9 @@ class Metrics:
             self.retrieval.observe(timings["retrieve_ms"] / 1000)
         if "holdback_ms_max" in timings:
             self.holdback.observe(timings["holdback_ms_max"] / 1000)
+        if "classifier_ms_max" in timings:
+            self.classifier.observe(timings["classifier_ms_max"] / 1000)
+        self.classifier_errors.inc(timings.get("classifier_errors", 0))
         tokens = done.usage.get("completion_tokens", 0)
         generating = (timings.get("total_ms", 0) - timings.get("ttft_ms", 0)) / 1000
         if tokens > 1 and generating > 0:

@@ -1,0 +1,87 @@
+"""An external moderation classifier, asked about whole sentences of the answer.
+
+Any OpenAI-compatible ``POST /v1/moderations`` (``{"model", "input"}`` in,
+``{"results": [{"flagged": ...}]}`` out). :class:`SentenceGate` holds the answer's text back
+until a sentence is complete — or ``max_hold_chars`` characters or ``max_hold_ms``
+milliseconds have gathered, whichever comes first — asks the classifier, and lets the
+sentence out only once it is cleared. A classifier that cannot be reached follows the rule's
+``on_error``: ``fail_closed`` (the default for ``block``) treats the sentence as flagged,
+``fail_open`` lets it out; either way the failure is counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from streamrag.answer.support import SentenceSplitter
+
+OnError = Literal["fail_open", "fail_closed"]
+DEFAULT_MODEL = "omni-moderation-latest"
+
+
+@dataclass(frozen=True, slots=True)
+class Classifier:
+    """Where and how to ask (a rule's ``classifier`` settings)."""
+
+    url: str
+    model: str = DEFAULT_MODEL
+    api_key: str | None = None
+    timeout_s: float = 5.0
+    on_error: OnError = "fail_closed"
+    max_hold_chars: int = 300
+    max_hold_ms: float = 2000.0
+
+    async def flagged(self, client: httpx.AsyncClient, text: str) -> bool:
+        """Whether the classifier flags ``text``; raises ``httpx.HTTPError`` or ``ValueError``
+        when it cannot say."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        response = await client.post(
+            self.url,
+            json={"model": self.model, "input": text},
+            headers=headers,
+            timeout=self.timeout_s,
+        )
+        response.raise_for_status()
+        results = response.json().get("results")
+        if not isinstance(results, list) or not results:
+            raise ValueError(f"{self.url} answered without results")
+        return any(bool(result.get("flagged")) for result in results)
+
+
+class SentenceGate:
+    """Holds text until a whole sentence, ``max_chars`` characters, or ``max_ms`` of waiting
+    can be put to the classifiers."""
+
+    def __init__(self, max_chars: int, max_ms: float) -> None:
+        self.max_chars = max_chars
+        self.max_ms = max_ms
+        self.held = ""
+        self.since: float | None = None  # when the oldest held character arrived
+
+    def add(self, text: str) -> None:
+        if text and self.since is None:
+            self.since = time.monotonic()
+        self.held += text
+
+    def take(self, *, everything: bool = False) -> str:
+        """The text to ask about now, taken from what is held ("": keep waiting)."""
+        if not self.held:
+            return ""
+        if everything or len(self.held) >= self.max_chars or self.seconds_left() == 0:
+            text = self.held
+        else:
+            done = SentenceSplitter().feed(self.held)
+            text = self.held[: done[-1].close] if done else ""
+        self.held = self.held[len(text) :]
+        self.since = (time.monotonic() if self.held else None) if text else self.since
+        return text
+
+    def seconds_left(self) -> float | None:
+        """How long the held text may still wait for more (None: nothing is held)."""
+        if self.since is None:
+            return None
+        return max(0.0, self.max_ms / 1000 - (time.monotonic() - self.since))
