@@ -21,7 +21,7 @@ from streamrag.embed import LOCAL_MODELS, Embedder, make_embedder
 from streamrag.errors import DocumentNotFound, EmbeddingModelMismatch, KnowledgeBaseNotFound
 from streamrag.ingest.loaders import Origin
 from streamrag.ingest.pipeline import IngestEvent, IngestReport, ingest
-from streamrag.moderation import KB_RULES_META, DocumentCheck, Rules, load_rules, rules_for
+from streamrag.moderation import KB_RULES_META, ModerationCheck, Rules, load_rules, rules_for
 from streamrag.names import check_kb_name
 from streamrag.records import DocumentInfo, KnowledgeBaseInfo
 from streamrag.retrieve.fusion import DEFAULT_FUSION
@@ -196,12 +196,12 @@ class KnowledgeBase:
             sync=sync,
             exclude=self.settings.home.resolve(),
             origins=origins,
-            check=DocumentCheck(self.moderation_rules()),
+            check=ModerationCheck(self.moderation_rules()),
         ):
             changed = changed or event.kind in ("embedded", "removed")
             yield event
-        tuning = self.tuning
-        if tuning is None or (changed and tuning.is_stale(self.store.count()[1])):
+        chunks, tuning = self.store.count()[1], self.tuning
+        if chunks and (tuning is None or (changed and tuning.is_stale(chunks))):
             tuning = self.tune()
             yield IngestEvent("tuned", count=tuning.queries, reason=str(tuning))
 
@@ -216,10 +216,11 @@ class KnowledgeBase:
         return self._retriever(self.embedder)
 
     def _retriever(self, embedder: Embedder | None) -> Retriever:
+        tuning = self.tuning
         return Retriever(
             self.store,
             embedder,
-            fusion=self.tuning.fusion if self.tuning else DEFAULT_FUSION,
+            fusion=tuning.fusion if tuning else DEFAULT_FUSION,
             reranker=self.reranker,
             rerank_candidates=self.settings.rerank_top_n,
         )

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamrag.moderation.rules import Rule, Rules, RulesError, load_rules
-from streamrag.moderation.stream import DocumentCheck, TextFilter, check_text, moderation
+from streamrag.moderation.stream import ModerationCheck, TextFilter, check_text, moderation
 
 if TYPE_CHECKING:
     from streamrag.config import Settings
 
 __all__ = [
-    "DocumentCheck",
+    "ModerationCheck",
     "Rule",
     "Rules",
     "RulesError",

@@ -3,10 +3,10 @@
 Any OpenAI-compatible ``POST /v1/moderations`` (``{"model", "input"}`` in,
 ``{"results": [{"flagged": ...}]}`` out). :class:`SentenceGate` holds the answer's text back
 until a sentence is complete — or ``max_hold_chars`` characters or ``max_hold_ms``
-milliseconds have gathered, whichever comes first — asks the classifier, and lets the
-sentence out only once it is cleared. A classifier that cannot be reached follows the rule's
-``on_error``: ``fail_closed`` (the default for ``block``) treats the sentence as flagged,
-``fail_open`` lets it out; either way the failure is counted.
+milliseconds have gathered, whichever comes first — so that the moderation stage can put it
+to the classifiers and let it out only once it is cleared. A classifier that cannot be
+reached follows the rule's ``on_error``: ``fail_closed`` (the default for ``block``) treats
+the text as flagged, ``fail_open`` lets it out; either way the failure is counted.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class Classifier:
             timeout=self.timeout_s,
         )
         response.raise_for_status()
-        results = response.json().get("results")
+        body = response.json()
+        results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(results, list) or not results:
             raise ValueError(f"{self.url} answered without results")
         return any(bool(result.get("flagged")) for result in results)

@@ -62,17 +62,13 @@ class Skeleton:
     origin: list[int]
 
     @classmethod
-    def of(cls, text: str, start: int = 0) -> Skeleton:
+    def of(cls, text: str) -> Skeleton:
         skeleton = cls([], [])
-        skeleton.extend(text, start)
-        return skeleton
-
-    def extend(self, text: str, start: int) -> None:
-        """Add ``text``, which begins at offset ``start`` of the original."""
         for index, char in enumerate(text):
             for part in fold(char):
-                self.chars.append(part)
-                self.origin.append(start + index)
+                skeleton.chars.append(part)
+                skeleton.origin.append(index)
+        return skeleton
 
     def text(self) -> str:
         return "".join(self.chars)

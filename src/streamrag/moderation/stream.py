@@ -8,9 +8,11 @@ is never revised.
 
 :func:`moderation` makes the engine's transformer: it checks the question as the run starts
 (``mask`` rewrites it before anything reads it, ``block`` ends the run, ``refuse`` answers
-with the rules' refusal; the model is never asked) and filters the answer's tokens, each
-rule that fires announced by a ``moderation`` event naming its class and action. A ``block``
-closes the model's stream at once and the run ends ``moderated``.
+with the rules' refusal; the model is never asked) and filters the answer's tokens — then,
+with classifier rules, holds what passed until a sentence can be put to them — each rule that
+fires announced by a ``moderation`` event naming its class and action. A ``block`` closes
+the model's stream at once and the run ends ``moderated``. :class:`ModerationCheck` applies
+the ``documents`` rules at ingest.
 """
 
 from __future__ import annotations
@@ -276,7 +278,7 @@ class _Upstream:
         await self.events.aclose()  # type: ignore[attr-defined]
 
 
-class DocumentCheck:
+class ModerationCheck:
     """The ``documents`` rules, applied to each document at ingest: its matches masked
     whatever their rules' actions, and a document that a ``block`` rule matches refused."""
 
