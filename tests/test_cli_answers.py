@@ -183,3 +183,26 @@ def test_a_reader_that_stops_early_stops_the_answer(env: dict[str, str]) -> None
     assert json.loads(first[0])["type"] == "run.started"
     [(_, _, finish, _)] = runs(env)
     assert finish == "cancelled"
+
+
+def test_ask_shows_the_moderated_answer_and_says_why_it_stopped(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nclass = "animals"\nwords = ["brown fox"]\naction = "mask"\n'
+        '[[rule]]\nclass = "rude"\nwords = ["lazy dog"]\naction = "block"\n',
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [*STREAMRAG, "ask", "退货要几天？", "--kb", "shop"],
+        env={**env, "STREAMRAG_MODERATION_RULES": str(rules)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = result.stdout.partition("来源")[0]
+    assert answer.strip() == "the quick ＊＊＊＊＊＊＊＊＊ jumps over the"
+    assert "stopped by moderation (rule 'rude', output)" in result.stderr
+    assert "finish moderated" in result.stderr and "1 masked" in result.stderr

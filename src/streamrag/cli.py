@@ -640,6 +640,7 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
     """
     sources: list[Source] = []
     done: Done | None = None
+    stopped: Moderation | None = None  # the rule that blocked the answer or refused the question
     with closing(events):  # an exception here (Ctrl-C, a closed pipe) stops the run at once
         for event in events:
             if as_json:
@@ -653,12 +654,8 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
                 err_console.print(
                     f"[dim]waiting for the model: {event.queue_position} answer(s) first…[/dim]"
                 )
-            elif isinstance(event, Moderation) and event.action != "mask" and not as_json:
-                console.out("")
-                err_console.print(
-                    f"[yellow]stopped by moderation (rule {escape(event.rule_class)!r}, "
-                    f"{event.target})[/yellow]"
-                )
+            elif isinstance(event, Moderation) and event.action != "mask":
+                stopped = event
             elif isinstance(event, Error) and not as_json:
                 console.out("")
                 err_console.print(
@@ -669,6 +666,13 @@ def _print_answer(events: Iterator[Event], *, as_json: bool = False) -> Done | N
     if as_json or done is None:
         return done
     console.out("")
+    console.file.flush()
+    if stopped is not None:
+        how = "refused" if stopped.action == "refuse" else "stopped"
+        err_console.print(
+            f"[yellow]{how} by moderation (rule {escape(stopped.rule_class)!r}, "
+            f"{stopped.target})[/yellow]"
+        )
     # a source's mark, as the legend says: cited and supported, else cited, else inferred
     marks = ("[green]●[/green]", "[yellow]?[/yellow]", "[cyan]≈[/cyan]")
     best: dict[int, int] = {}
