@@ -13,6 +13,7 @@ the default (:data:`~streamrag.retrieve.fusion.DEFAULT_FUSION`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -91,8 +92,8 @@ def tune(store: Store, embedder: Embedder, *, seed: int = 0) -> Tuning:
     """Choose the fusion for ``store``'s chunks (see the module)."""
     rng = random.Random(seed)
     pool, chunks = _sample(store, rng)
-    queries = [query for query in (_pseudo_query(chunk, rng) for chunk in pool) if query]
-    queries = queries[:QUERIES]
+    made = (query for chunk in pool if (query := _pseudo_query(chunk, rng)) is not None)
+    queries = list(itertools.islice(made, QUERIES))
     if len(queries) < MIN_QUERIES:
         return Tuning(DEFAULT_FUSION, len(queries), chunks, {})
     index = {chunk.chunk_id: place for place, chunk in enumerate(pool)}
