@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from streamrag.answer.events import Source
-from streamrag.answer.support import SUPPORTED, SupportJudge, support, support_terms
+from streamrag.answer.support import SupportJudge, support, support_terms
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("cmrc2018", "cmu-wikiqa-en", "rgb-zh-int", "rgb-en")
@@ -71,13 +71,12 @@ def evaluate(data: Path, questions: int, rng: random.Random) -> dict[str, dict[s
             lookalike = max(others, key=lambda p: support(terms, support_terms(p["text"])))
             asked, falsified = query["question"], sentence.replace(answer, wrong)
             cases = [
-                (True, SupportJudge([source(1, gold)], asked).score(sentence, 1)),
-                (False, SupportJudge([source(1, lookalike)], asked).score(sentence, 1)),
-                (False, SupportJudge([source(1, gold)], asked).score(falsified, 1)),
+                (True, SupportJudge([source(1, gold)], asked).judge(sentence, 1)[1]),
+                (False, SupportJudge([source(1, lookalike)], asked).judge(sentence, 1)[1]),
+                (False, SupportJudge([source(1, gold)], asked).judge(falsified, 1)[1]),
             ]
             seen = counts[kind]
-            for label, score in cases:
-                said = score >= SUPPORTED
+            for label, said in cases:
                 seen["tp" if label and said else "fn" if label else "fp" if said else "tn"] += 1
             candidates = [gold, *rng.sample(others, 4)]
             rng.shuffle(candidates)

@@ -74,3 +74,23 @@ def test_a_sentence_is_supported_by_what_it_adds_to_the_question() -> None:
     assert judge.score("Yes, libffi is thread-safe [1].", 1) == 0.0  # "yes" is nowhere
     assert judge.score("libffi is not thread-safe [1].", 1) == 1.0
     assert judge.score("退款三个工作日到账", 1) == 0.0
+
+
+def test_a_copied_sentence_with_a_swapped_fact_is_not_supported() -> None:
+    from streamrag.answer.events import Source
+    from streamrag.answer.support import SupportJudge
+
+    text = "苏镜宇原名苏振华，1968年出生于福建省福州市，是一名画家。"
+    judge = SupportJudge(
+        [Source(1, "c1", "d", "苏镜宇", "", "", 1.0, text)], "苏镜宇的原名叫什么？"
+    )
+    assert judge.judge("苏镜宇原名苏振华，是一名画家。", 1) == (1.0, True)
+    score, supported = judge.judge("苏镜宇原名李大明，是一名画家。", 1)  # a name it does not hold
+    assert score >= 0.5 and not supported
+    assert not judge.judge("苏镜宇原名苏振华，1972年出生。", 1)[1]  # a year it does not hold
+    english = SupportJudge(
+        [Source(1, "c1", "d", "", "", "", 1.0, "The Eiffel Tower was finished in Paris in 1889.")],
+        "Where is the Eiffel Tower?",
+    )
+    assert english.judge("The Eiffel Tower was finished in Paris.", 1)[1]
+    assert not english.judge("The Eiffel Tower was finished in New York.", 1)[1]

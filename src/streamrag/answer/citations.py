@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from streamrag.answer.events import Citation, Error, Event, Sources, Token, Usage
 from streamrag.answer.run import UNNUMBERED, RunState
-from streamrag.answer.support import SUPPORTED, Sentence, SentenceSplitter, SupportJudge
+from streamrag.answer.support import Sentence, SentenceSplitter, SupportJudge
 
 _OPEN = "[【"
 _CLOSE = {"[": "]", "【": "】"}
@@ -91,9 +91,9 @@ async def cite(events: AsyncIterator[Event], run: RunState) -> AsyncIterator[Eve
         text = answer[sentence.start : sentence.close]
         mine = [m for m in markers if m.offset < sentence.close]
         del markers[: len(mine)]
-        found = [(m.number, m.offset, judge.score(text, m.number), False) for m in mine]
+        found = [(m.number, m.offset, *judge.judge(text, m.number), False) for m in mine]
         if not mine and (inferred := judge.infer(text)) is not None:
-            found.append((inferred[0], sentence.end, inferred[1], True))
+            found.append((inferred[0], sentence.end, inferred[1], True, True))
         return [
             Citation(
                 run_id=run.run_id,
@@ -101,11 +101,11 @@ async def cite(events: AsyncIterator[Event], run: RunState) -> AsyncIterator[Eve
                 number=number,
                 chunk_id=by_number[number],
                 offset=offset,
-                supported=score >= SUPPORTED,
+                supported=supported,
                 score=score,
                 inferred=inferred,
             )
-            for number, offset, score, inferred in found
+            for number, offset, score, supported, inferred in found
         ]
 
     async for event in events:

@@ -5,10 +5,13 @@ terms — English words (stemmed, function words left out) and Chinese character
 markers and punctuation left out — less those of the question (what the sentence adds; all of
 them if it adds nothing): "Yes, libffi is thread-safe" adds only "yes" to "Is libffi
 thread-safe?", and a manual that never says so does not support it. A cited source that holds
-at least ``SUPPORTED`` of them supports the sentence; a sentence without a marker is given an
-inferred citation when one source holds at least ``INFERRED`` of them and clearly more
-(``INFER_MARGIN``) than any other. The constants were fixed before measuring
-(bench/citation_support.py measures them).
+at least ``SUPPORTED`` of them supports the sentence — unless the sentence asserts something
+new to it (:func:`asserts_new`: a number it lacks, or a run of words it does not hold: the
+swapped fact in a sentence otherwise copied from the source); a sentence without a marker is
+given an inferred citation when one source holds at least ``INFERRED`` of them and clearly
+more (``INFER_MARGIN``) than any other, and nothing new. The constants were fixed before
+measuring (bench/citation_support.py measures them); the new-assertion rule came after its
+first run showed that every swapped fact passed.
 
 :class:`SentenceSplitter` cuts the streamed answer into sentences; a marker written after the
 sentence's closing punctuation ("…退货。[1]") still belongs to that sentence.
@@ -38,10 +41,34 @@ _TRAILING = frozenset(" \t\r\n[]【】0123456789,，、\"'”’)）")  # may fo
 
 def support_terms(text: str) -> frozenset[str]:
     """The terms of ``text`` that support is judged on."""
+    return frozenset(_ordered_terms(text))
+
+
+def _ordered_terms(text: str) -> list[str]:
     normalized = unicodedata.normalize("NFKC", _MARKER.sub(" ", text)).lower()
-    terms = {run[i : i + 2] for run in _CJK_RUN.findall(normalized) for i in range(len(run) - 1)}
-    terms.update(stem(word) for word in _WORD.findall(normalized) if word not in STOPWORDS)
-    return frozenset(terms)
+    terms = []
+    for match in re.finditer(f"{_CJK_RUN.pattern}|{_WORD.pattern}", normalized):
+        piece = match.group()
+        if CJK_CHAR.match(piece):
+            terms += [piece[i : i + 2] for i in range(len(piece) - 1)]
+        elif piece not in STOPWORDS:
+            terms.append(stem(piece))
+    return terms
+
+
+def asserts_new(sentence: str, source: frozenset[str], asked: frozenset[str]) -> bool:
+    """Whether ``sentence`` states something the source does not hold: a number it lacks, or
+    a run of words (two) or of Chinese text (four characters) found neither there nor in the
+    question — the swapped fact of a sentence otherwise copied from the source."""
+    run = 0
+    for term in _ordered_terms(sentence):
+        missing = term not in source and term not in asked
+        if missing and any(char.isdigit() for char in term):
+            return True
+        run = run + 1 if missing else 0
+        if run >= (3 if CJK_CHAR.match(term) else 2):
+            return True
+    return False
 
 
 def support(sentence: frozenset[str], source: frozenset[str]) -> float:
@@ -111,6 +138,13 @@ class SupportJudge:
         claim = self._claim(support_terms(sentence))
         return round(support(claim, self.terms.get(number, frozenset())), 3)
 
+    def judge(self, sentence: str, number: int) -> tuple[float, bool]:
+        """The sentence's score against source ``number``, and whether the source supports
+        it: enough of its terms there, and nothing new asserted (:func:`asserts_new`)."""
+        score = self.score(sentence, number)
+        source = self.terms.get(number, frozenset())
+        return score, score >= SUPPORTED and not asserts_new(sentence, source, self.asked)
+
     def infer(self, sentence: str) -> tuple[int, float] | None:
         """The source that clearly supports a sentence without a marker, and its score."""
         terms = support_terms(sentence)
@@ -123,6 +157,8 @@ class SupportJudge:
         )
         best, number = scores[0]
         runner_up = scores[1][0] if len(scores) > 1 else 0.0
-        if best >= INFERRED and best - runner_up >= INFER_MARGIN:
-            return number, round(best, 3)
-        return None
+        if best < INFERRED or best - runner_up < INFER_MARGIN:
+            return None
+        if asserts_new(sentence, self.terms[number], self.asked):
+            return None
+        return number, round(best, 3)
