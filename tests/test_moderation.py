@@ -343,3 +343,15 @@ def test_an_unreachable_classifier_follows_its_policy(
     done = events[-1]
     assert done.finish_reason == finish and done.timings["classifier_errors"] >= 1
     assert (done.answer == "") == (on_error == "fail_closed")
+
+
+def test_a_classifier_asks_about_held_text_once_it_waited_max_hold_ms(
+    kb, mock: str, tmp_path: Path
+) -> None:
+    stats(mock, "reset=1")
+    rules = classifier_rules(tmp_path, f"{mock}/moderations", extra="max_hold_ms = 50\n")
+    llm = ScriptedLLM(["一二三", "四五六", "七八九"], delay=0.4)  # no sentence ever ends
+    events = answer(kb, rules, llm, "问")
+    # each piece is let out on its own, 50 ms after it came, before the next one arrives
+    assert [e.text for e in events if isinstance(e, Token)] == ["一二三", "四五六", "七八九"]
+    assert stats(mock)["moderated"] == ["问", "一二三", "四五六", "七八九"]
