@@ -165,6 +165,16 @@ def test_eval_answers_scores_the_answers(env: dict[str, str], tmp_path: Path) ->
     assert [r["correct"] for r in report["results"]] == [True, False]
     assert report["ttft_p50_ms"] > 0 and report["tokens_per_s_p50"] > 0
     assert report["finish_reasons"] == {"stop": 2}
+    assert report["prompt_tokens_p50"] == 10  # what the mock reports
+    table = subprocess.run(  # with its progress bar
+        [*STREAMRAG, "eval", "answers", "--data", str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert table.returncode == 0, table.stderr
+    assert "answer_hit_rate" in table.stdout and "0.5" in table.stdout
 
 
 def test_a_reader_that_stops_early_stops_the_answer(env: dict[str, str]) -> None:

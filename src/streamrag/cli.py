@@ -555,7 +555,7 @@ def eval_answers(
             _load_model(rag)
             if as_json:
                 progress.stop()
-            task = progress.add_task("answers", total=len(queries), unit="q")
+            task = progress.add_task("answers", total=len(queries), unit="q", now="")
             metrics, results = evaluate_answers(rag, queries, lambda _: progress.advance(task))
     if as_json:
         metrics["results"] = [result_dict(result) for result in results]
