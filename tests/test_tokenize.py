@@ -33,3 +33,12 @@ def test_a_phrase_is_matched_whatever_the_word_segmentation() -> None:
     passage = tokenize("退货政策：自收到商品之日起七天内可以无理由退货。")
     query = tokenize("七天内可以退货吗")
     assert {"七天", "天内", "可以", "退货"} <= set(query) & set(passage)
+
+
+def test_a_query_keeps_its_rarest_terms_within_a_postings_budget() -> None:
+    from streamrag.store import base
+
+    frequency = {"rare": 3, "mid": 30_000, "also": 15_000, "common": 60_000}
+    assert base.rarest_terms(frequency, frequency, 100_000) == ["rare", "also"]  # "mid": 45,003
+    assert base.rarest_terms(["common"], frequency, 100_000) == ["common"]  # at least one
+    assert base.rarest_terms(["common", "mid"], frequency, 100_000) == ["mid"]  # over half out

@@ -19,13 +19,16 @@ import numpy as np
 
 from streamrag.records import Chunk, DocumentInfo
 
-# A BM25 query keeps its MAX_QUERY_TERMS rarest terms and drops terms found in more than
-# COMMON_TERM_SHARE of the chunks: FTS5 gives a term in over half the chunks an IDF of ~0
-# anyway, and common terms cost most of the query time on large stores. A Chinese question
-# of 20 characters has ~35 terms (characters and bigrams); on rgb-zh-int, MRR@10 with 32
-# terms and a 0.25 share is 0.624, with these limits 0.641, the same as with every term.
+# A BM25 query keeps its MAX_QUERY_TERMS rarest terms, drops terms found in more than
+# COMMON_TERM_SHARE of the chunks (FTS5 gives a term in over half the chunks an IDF of ~0
+# anyway), and stops adding terms, rarest first, once they would make it read more than
+# MAX_QUERY_POSTINGS postings: common terms cost most of the query time on large stores. A
+# Chinese question of 20 characters has ~35 terms (characters and bigrams); on rgb-zh-int
+# (5k chunks), MRR@10 with 32 terms and a 0.25 share is 0.624, with these limits 0.641, the
+# same as with every term; at 100k chunks the postings budget keeps a query's cost bounded.
 MAX_QUERY_TERMS = 64
 COMMON_TERM_SHARE = 0.5
+MAX_QUERY_POSTINGS = 40_000
 
 CHUNK_COLUMNS = (
     "c.chunk_id, c.doc_id, c.ordinal, c.text, c.headings, c.page_start, c.page_end, "
@@ -102,10 +105,18 @@ def chunk_from_row(row: Sequence[Any]) -> Chunk:
 def rarest_terms(known: Iterable[str], frequency: Mapping[str, int], chunks: int) -> list[str]:
     """Of the ``known`` query terms, those worth a BM25 query, rarest first: at most
     MAX_QUERY_TERMS, none in more than COMMON_TERM_SHARE of the ``chunks`` unless all are
-    (then the rarest). ``frequency``: each term's chunk count (missing: 0)."""
+    (then the rarest), and no more than MAX_QUERY_POSTINGS postings in all (but at least
+    one term). ``frequency``: each term's chunk count (missing: 0)."""
     ordered = sorted(known, key=lambda term: frequency.get(term, 0))
     selective = [t for t in ordered if frequency.get(t, 0) <= COMMON_TERM_SHARE * chunks]
-    return (selective or ordered[:1])[:MAX_QUERY_TERMS]
+    kept: list[str] = []
+    postings = 0
+    for term in (selective or ordered[:1])[:MAX_QUERY_TERMS]:
+        postings += frequency.get(term, 0)
+        if kept and postings > MAX_QUERY_POSTINGS:
+            break
+        kept.append(term)
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
