@@ -6,7 +6,8 @@ Run as ``python tests/mockllm.py --port P [--first-token-ms 30 --inter-token-ms 
 --tokens 100]``; it binds 127.0.0.1 only. Endpoints: ``POST /v1/chat/completions`` (stream or
 not), ``POST /v1/embeddings``, ``POST /v1/rerank`` (the Jina shape: a document scores the
 share of the query's characters it holds), ``POST /v1/moderations`` (flags a text holding one of
-``FLAGGED``), ``GET /v1/models``, ``GET /stats[?reset=1]``,
+``FLAGGED``; a chat request of at most 3 tokens is a classifier's: "yes" if its user message
+holds one, else "no"), ``GET /v1/models``, ``GET /stats[?reset=1]``,
 ``GET /health``.
 Plain asyncio streams, HTTP/1.1 with keep-alive: nothing but the standard library, so the test
 suite carries its own upstream.
@@ -115,8 +116,14 @@ class Mock:
         texts = [f" {WORDS[i % len(WORDS)]}" for i in range(self.tokens)]
         usage = {"prompt_tokens": 10, "completion_tokens": self.tokens, "total_tokens": 10}
         if not request.get("stream"):
-            await asyncio.sleep(self.first_token_s + self.inter_token_s * self.tokens)
-            message = {"role": "assistant", "content": "".join(texts)}
+            content = "".join(texts)
+            if request.get("max_tokens", 99) <= 3:  # a moderation classifier's question
+                asked = request["messages"][-1]["content"]
+                self.moderated.append(asked)
+                content = "yes" if any(w in asked for w in FLAGGED) else "no"
+            else:
+                await asyncio.sleep(self.first_token_s + self.inter_token_s * self.tokens)
+            message = {"role": "assistant", "content": content}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
             record["tokens_sent"] = self.tokens
             send_json(writer, {"object": "chat.completion", "choices": [choice], "usage": usage})

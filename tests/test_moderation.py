@@ -355,3 +355,14 @@ def test_a_classifier_asks_about_held_text_once_it_waited_max_hold_ms(
     # each piece is let out on its own, 50 ms after it came, before the next one arrives
     assert [e.text for e in events if isinstance(e, Token)] == ["一二三", "四五六", "七八九"]
     assert stats(mock)["moderated"] == ["问", "一二三", "四五六", "七八九"]
+
+
+def test_a_chat_model_with_a_prompt_can_be_the_classifier(kb, mock: str, tmp_path: Path) -> None:
+    stats(mock, "reset=1")
+    prompt = 'classifier_prompt = "Is this text abusive? Answer yes or no."\n'
+    rules = classifier_rules(tmp_path, f"{mock}/chat/completions", extra=prompt)
+    llm = ScriptedLLM(["七天内可以退货。", "这句有坏话。"])
+    events = answer(kb, rules, llm)
+    assert [e.text for e in events if isinstance(e, Token)] == ["七天内可以退货。"]
+    assert events[-1].finish_reason == "moderated"
+    assert stats(mock)["moderated"] == ["可以退货吗？", "七天内可以退货。", "这句有坏话。"]

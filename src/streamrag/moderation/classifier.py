@@ -1,12 +1,16 @@
 """An external moderation classifier, asked about whole sentences of the answer.
 
 Any OpenAI-compatible ``POST /v1/moderations`` (``{"model", "input"}`` in,
-``{"results": [{"flagged": ...}]}`` out). :class:`SentenceGate` holds the answer's text back
-until a sentence is complete — or ``max_hold_chars`` characters or ``max_hold_ms``
-milliseconds have gathered, whichever comes first — so that the moderation stage can put it
-to the classifiers and let it out only once it is cleared. A classifier that cannot be
-reached follows the rule's ``on_error``: ``fail_closed`` (the default for ``block``) treats
-the text as flagged, ``fail_open`` lets it out; either way the failure is counted.
+``{"results": [{"flagged": ...}]}`` out), or a chat model with a configured prompt (a
+``prompt`` given: the URL is its ``/v1/chat/completions``; the prompt is the system message,
+the text the user's, and a reply that begins with "yes" or "是" flags it).
+
+:class:`SentenceGate` holds the answer's text back until a sentence is complete — or
+``max_hold_chars`` characters or ``max_hold_ms`` milliseconds have gathered, whichever comes
+first — so that the moderation stage can put it to the classifiers and let it out only once
+it is cleared. A classifier that cannot be reached follows the rule's ``on_error``:
+``fail_closed`` (the default for ``block``) treats the text as flagged, ``fail_open`` lets it
+out; either way the failure is counted.
 """
 
 from __future__ import annotations
@@ -34,20 +38,34 @@ class Classifier:
     on_error: OnError = "fail_closed"
     max_hold_chars: int = 300
     max_hold_ms: float = 2000.0
+    prompt: str | None = None  # set: a chat model asked with this prompt
 
     async def flagged(self, client: httpx.AsyncClient, text: str) -> bool:
         """Whether the classifier flags ``text``; raises ``httpx.HTTPError`` or ``ValueError``
         when it cannot say."""
+        if self.prompt is None:
+            request = {"model": self.model, "input": text}
+        else:
+            messages = [
+                {"role": "system", "content": self.prompt},
+                {"role": "user", "content": text},
+            ]
+            request = {"model": self.model, "messages": messages, "max_tokens": 3}
+            request["temperature"] = 0
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         response = await client.post(
-            self.url,
-            json={"model": self.model, "input": text},
-            headers=headers,
-            timeout=self.timeout_s,
+            self.url, json=request, headers=headers, timeout=self.timeout_s
         )
         response.raise_for_status()
         body = response.json()
-        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise ValueError(f"{self.url} answered {type(body).__name__}, not an object")
+        if self.prompt is not None:
+            reply = body.get("choices", [{}])[0].get("message", {}).get("content")
+            if not isinstance(reply, str):
+                raise ValueError(f"{self.url} answered without a message")
+            return reply.strip().lower().startswith(("yes", "是"))
+        results = body.get("results")
         if not isinstance(results, list) or not results:
             raise ValueError(f"{self.url} answered without results")
         return any(bool(result.get("flagged")) for result in results)

@@ -20,8 +20,9 @@
     regex = "ACME-\\d{6}"
     action = "block"
 
-    [[rule]]                         # an OpenAI-compatible /v1/moderations, per sentence
-    class = "toxic"
+    [[rule]]                         # an OpenAI-compatible /v1/moderations, per sentence; or
+    class = "toxic"                  # a chat model: its /v1/chat/completions and a prompt
+                                     # (classifier_prompt) that is answered yes or no
     classifier = "http://127.0.0.1:8000/v1/moderations"
     classifier_model = "omni-moderation-latest"
     api_key_env = "MODERATION_API_KEY"   # the environment variable holding its key
@@ -57,7 +58,14 @@ TARGETS: tuple[str, ...] = get_args(Target)
 DEFAULT_REFUSAL = "抱歉，这个问题我无法回答。Sorry, I can't help with that."
 
 _KINDS = ("words", "words_file", "pii", "regex", "classifier")
-_CLASSIFIER_KEYS = ("classifier_model", "api_key_env", "on_error", "max_hold_chars", "max_hold_ms")
+_CLASSIFIER_KEYS = (
+    "classifier_model",
+    "classifier_prompt",
+    "api_key_env",
+    "on_error",
+    "max_hold_chars",
+    "max_hold_ms",
+)
 _KEYS = frozenset({"class", "action", "on", *_KINDS, *_CLASSIFIER_KEYS})
 _CLASS = re.compile(r"[\w.-]{1,64}")
 
@@ -194,7 +202,10 @@ def _rule(entry: dict[str, Any], index: int, place: _Place, digest: Any) -> Rule
 def _classifier(entry: dict[str, Any], action: str, targets: list[str], fail: Any) -> Classifier:
     url = entry["classifier"]
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise fail(f"classifier must be the http(s) URL of a /v1/moderations, not {url!r}")
+        raise fail(f"classifier must be an http(s) URL (/v1/moderations), not {url!r}")
+    prompt = entry.get("classifier_prompt")
+    if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+        raise fail("classifier_prompt must be a non-empty string")
     if "documents" in targets:
         raise fail("a classifier checks questions and answers, not documents")
     on_error = entry.get("on_error", "fail_open" if action == "mask" else "fail_closed")
@@ -215,6 +226,7 @@ def _classifier(entry: dict[str, Any], action: str, targets: list[str], fail: An
         model=str(entry.get("classifier_model", DEFAULT_MODEL)),
         api_key=os.environ[key_env] if key_env else None,
         on_error=on_error,
+        prompt=prompt,
         **limits,
     )
 
