@@ -256,13 +256,20 @@ class RunRelay:
         except redis.RedisError as exc:
             raise RelayUnavailable.because(exc) from exc
 
-    async def listen(self, on_cancel: Callable[[str | None, str | None], Awaitable[None]]) -> None:
-        """Call ``on_cancel(run_id, session_id)`` for each cancel request, until the
-        connection to Redis fails (``redis.RedisError``) or the task is cancelled."""
+    async def listen(
+        self,
+        on_cancel: Callable[[str | None, str | None], Awaitable[None]],
+        until: Callable[[], bool],
+    ) -> None:
+        """Call ``on_cancel(run_id, session_id)`` for each cancel request, until ``until()``
+        says to stop (asked at least every second: a cancellation of this task that the Redis
+        client swallows while it waits does not keep it alive), the connection to Redis fails
+        (``redis.RedisError``) or the task is cancelled."""
         async with self.redis.pubsub() as pubsub:
             await pubsub.subscribe(_CANCEL)
-            async for message in pubsub.listen():
-                if message["type"] == "message":
+            while not until():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message["type"] == "message":
                     await self._cancel(json.loads(message["data"]), on_cancel)
 
     @staticmethod

@@ -124,7 +124,7 @@ class Replicas:
     async def _listen(self) -> None:
         while not self._leaving:
             try:
-                await self.relay.listen(self._cancel_here)
+                await self.relay.listen(self._cancel_here, until=lambda: self._leaving)
             except RedisError as exc:  # Redis restarted or unreachable: listen again
                 log.warning("cancel requests from other replicas: %s; retrying in 1 s", exc)
                 await asyncio.sleep(1)
