@@ -25,15 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamrag.answer.events import Source
-from streamrag.retrieve.tokenize import CJK_CHAR, STOPWORDS, stem
+from streamrag.retrieve.tokenize import CJK_CHAR, CJK_RUN, STOPWORDS, stem
 
 SUPPORTED = 0.5
 INFERRED = 0.75
 INFER_MARGIN = 0.2
 MIN_INFER_TERMS = 4  # a shorter sentence ("好的。") is not worth a citation
 
-_CJK_RUN = re.compile(CJK_CHAR.pattern + "+")
 _WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
+_TERM = re.compile(f"{CJK_RUN.pattern}|{_WORD.pattern}")
 _MARKER = re.compile(r"[\[【]\s*\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\s*[\]】]")
 _ENDS = frozenset("。！？；!?;\n")
 _TRAILING = frozenset(" \t\r\n[]【】0123456789,，、\"'”’)）")  # may follow an end
@@ -47,7 +47,7 @@ def support_terms(text: str) -> frozenset[str]:
 def _ordered_terms(text: str) -> list[str]:
     normalized = unicodedata.normalize("NFKC", _MARKER.sub(" ", text)).lower()
     terms = []
-    for match in re.finditer(f"{_CJK_RUN.pattern}|{_WORD.pattern}", normalized):
+    for match in _TERM.finditer(normalized):
         piece = match.group()
         if CJK_CHAR.match(piece):
             terms += [piece[i : i + 2] for i in range(len(piece) - 1)]

@@ -28,6 +28,8 @@ from streamrag.postgres.database import PostgresDatabase
 from streamrag.records import Chunk, DocumentInfo, KnowledgeBaseInfo
 from streamrag.retrieve.tuning import describe
 from streamrag.store.base import (
+    BM25_B,
+    BM25_K1,
     CHUNK_COLUMNS,
     DocumentWrite,
     SearchFilter,
@@ -36,7 +38,6 @@ from streamrag.store.base import (
     rarest_terms,
 )
 
-K1, B = 1.2, 0.75  # FTS5's bm25() defaults
 _CHUNK_JOIN = "chunks c JOIN documents d ON d.kb_id = c.kb_id AND d.doc_id = c.doc_id"
 
 
@@ -312,10 +313,10 @@ class PostgresStore:
             if not chosen:
                 return []
             idf = [_idf(chunks, frequency[term]) for term in chosen]
-            length = f"(1 - {B} + {B} * t.dl::float8 / %s::float8)"
+            length = f"(1 - {BM25_B} + {BM25_B} * t.dl::float8 / %s::float8)"
             # scored from the postings' covering index alone; the chunk ids of the best k last
             sql = (
-                f"SELECT t.chunk, sum(q.idf * t.tf * {K1 + 1} / (t.tf + {K1} * {length}))"
+                f"SELECT t.chunk, sum(q.idf * t.tf * {BM25_K1 + 1} / (t.tf + {BM25_K1} * {length}))"
                 " AS score FROM unnest(%s::text[], %s::float8[]) AS q(term, idf)"
                 " JOIN chunk_terms t ON t.kb_id = %s AND t.term = q.term"
             )

@@ -17,7 +17,7 @@ TOKENIZER_VERSION = "4"
 
 _HAS_WORD_CHAR = re.compile(r"\w")
 CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # a Chinese character
-_CJK_RUN = re.compile(CJK_CHAR.pattern + "+")
+CJK_RUN = re.compile(CJK_CHAR.pattern + "+")  # a run of them
 _STEMMER = Stemmer.Stemmer("english")
 
 # Function words that only add noise and long posting lists. Kept short on purpose:
@@ -53,7 +53,7 @@ def stem(word: str) -> str:
 
 def _terms(text: str) -> Iterator[str]:
     normalized = unicodedata.normalize("NFKC", text).lower()
-    for word in rjieba.cut(_CJK_RUN.sub(" ", normalized)):
+    for word in rjieba.cut(CJK_RUN.sub(" ", normalized)):
         word = word.strip()
         if not word or not _HAS_WORD_CHAR.search(word):
             continue
@@ -63,6 +63,6 @@ def _terms(text: str) -> Iterator[str]:
             word = stem(word)
         if word not in STOPWORDS:
             yield word
-    for run in _CJK_RUN.findall(normalized):
+    for run in CJK_RUN.findall(normalized):
         yield from (char for char in run if char not in STOPWORDS)
         yield from (pair for i in range(len(run) - 1) if (pair := run[i : i + 2]) not in STOPWORDS)

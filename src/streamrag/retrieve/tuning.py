@@ -28,7 +28,7 @@ from streamrag.records import Chunk, indexed_text
 from streamrag.retrieve.fusion import DEFAULT_FUSION, Fusion, Ranking
 from streamrag.retrieve.tokenize import tokenize
 from streamrag.store import Store
-from streamrag.store.base import rarest_terms
+from streamrag.store.base import BM25_B, BM25_K1, rarest_terms
 
 POOL_CHUNKS = 2000  # the sample ranked against
 QUERIES = 200
@@ -37,7 +37,6 @@ MIN_QUERY_TERMS = 4  # a pseudo-query, and what is left of its chunk, has at lea
 MIN_GAIN = 0.01
 DEPTH = 50  # candidates per ranking, as Retriever reads them
 RETUNE_GROWTH = 0.25  # an ingest that changes the chunk count by this share tunes again
-K1, B = 1.2, 0.75  # the stores' BM25 parameters
 
 CANDIDATES: tuple[Fusion, ...] = (
     DEFAULT_FUSION,
@@ -187,4 +186,5 @@ class _MemoryBM25:
         return [(self.ids[place], score) for place, score in best]
 
     def _saturate(self, tf: int, length: int) -> float:
-        return tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / self.average))
+        saturation = BM25_K1 * (1 - BM25_B + BM25_B * length / self.average)
+        return tf * (BM25_K1 + 1) / (tf + saturation)

@@ -29,6 +29,8 @@ from streamrag.records import Chunk, DocumentInfo
 MAX_QUERY_TERMS = 64
 COMMON_TERM_SHARE = 0.5
 MAX_QUERY_POSTINGS = 40_000
+# FTS5's bm25() defaults, which PostgresStore's SQL and the tuning's in-memory BM25 use too.
+BM25_K1, BM25_B = 1.2, 0.75
 
 CHUNK_COLUMNS = (
     "c.chunk_id, c.doc_id, c.ordinal, c.text, c.headings, c.page_start, c.page_end, "
