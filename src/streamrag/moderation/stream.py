@@ -114,15 +114,14 @@ def moderation(rules: Rules) -> EventTransformer:
     """The engine's moderation stage for ``rules`` (put it first: every later stage and
     every surface sees only what it lets through)."""
     question_rules, answer_rules = rules.on("input"), rules.on("output")
-    asked_rules = [rule for rule in (*question_rules, *answer_rules) if rule.classifier]
+    question_asked = [rule for rule in question_rules if rule.classifier]
     answer_asked = [rule for rule in answer_rules if rule.classifier]
 
     async def moderate(events: AsyncIterator[Event], run: RunState) -> AsyncIterator[Event]:
         answer = TextFilter(answer_rules)
         gate = _gate(answer_asked)
         upstream = _Upstream(events)
-        client = httpx.AsyncClient() if asked_rules else None
-        checks = _Checks(run)
+        client = httpx.AsyncClient() if question_asked or answer_asked else None
 
         def announce(target: str, rule: Rule) -> Moderation:
             return Moderation(
@@ -139,8 +138,7 @@ def moderation(rules: Rules) -> EventTransformer:
         async def question(event: RunStarted) -> AsyncIterator[Event]:
             run.question, fired = check_text(question_rules, run.question)
             if not fired and client is not None:
-                asked = [rule for rule in question_rules if rule.classifier]
-                fired = await checks.flagged(client, asked, run.question)
+                fired = await _flagged(run, client, question_asked, run.question)
             yield replace(event, question=run.question)
             for rule in fired:
                 yield announce("input", rule)
@@ -159,7 +157,7 @@ def moderation(rules: Rules) -> EventTransformer:
                 return
             gate.add(text)
             while held := gate.take(everything=everything):
-                fired = await checks.flagged(client, answer_asked, held)
+                fired = await _flagged(run, client, answer_asked, held)
                 for rule in fired:
                     yield announce("output", rule)
                 if any(rule.action != "mask" for rule in fired):
@@ -215,37 +213,31 @@ def _gate(rules: Sequence[Rule]) -> SentenceGate | None:
     )
 
 
-class _Checks:
-    """Asks classifiers about a text, and notes in the run's timings how long the slowest
-    answer took (``classifier_ms_max``) and how many could not be had
-    (``classifier_errors``)."""
-
-    def __init__(self, run: RunState) -> None:
-        self.run = run
-
-    async def flagged(
-        self, client: httpx.AsyncClient, rules: Sequence[Rule], text: str
-    ) -> list[Rule]:
-        """The rules whose classifier flags ``text`` (or cannot say, and fails closed)."""
-        started = time.perf_counter()
-        answers = await asyncio.gather(
-            *(rule.classifier.flagged(client, text) for rule in rules if rule.classifier),
-            return_exceptions=True,
-        )
-        timings = self.run.timings
-        elapsed = (time.perf_counter() - started) * 1000
-        timings["classifier_ms_max"] = round(max(timings.get("classifier_ms_max", 0), elapsed), 2)
-        fired = []
-        for rule, flagged in zip(rules, answers, strict=True):
-            if isinstance(flagged, BaseException):
-                if not isinstance(flagged, httpx.HTTPError | ValueError):
-                    raise flagged
-                timings["classifier_errors"] = timings.get("classifier_errors", 0) + 1
-                log.warning("moderation classifier of rule %r failed: %s", rule.rule_class, flagged)
-                flagged = rule.classifier is not None and rule.classifier.on_error == "fail_closed"
-            if flagged:
-                fired.append(rule)
-        return fired
+async def _flagged(
+    run: RunState, client: httpx.AsyncClient, rules: Sequence[Rule], text: str
+) -> list[Rule]:
+    """The rules whose classifier flags ``text`` (or cannot say, and fails closed), asked
+    together; the run's timings note how long the slowest took (``classifier_ms_max``) and
+    how many could not answer (``classifier_errors``)."""
+    asked = [(rule, rule.classifier) for rule in rules if rule.classifier is not None]
+    started = time.perf_counter()
+    answers = await asyncio.gather(
+        *(classifier.flagged(client, text) for _, classifier in asked), return_exceptions=True
+    )
+    timings = run.timings
+    elapsed = (time.perf_counter() - started) * 1000
+    timings["classifier_ms_max"] = round(max(timings.get("classifier_ms_max", 0), elapsed), 2)
+    fired = []
+    for (rule, classifier), flagged in zip(asked, answers, strict=True):
+        if isinstance(flagged, BaseException):
+            if not isinstance(flagged, httpx.HTTPError | ValueError):
+                raise flagged
+            timings["classifier_errors"] = timings.get("classifier_errors", 0) + 1
+            log.warning("moderation classifier of rule %r failed: %s", rule.rule_class, flagged)
+            flagged = classifier.on_error == "fail_closed"
+        if flagged:
+            fired.append(rule)
+    return fired
 
 
 _END = object()  # the events before this stage are over
