@@ -215,6 +215,11 @@ class KnowledgeBase:
     def retriever(self) -> Retriever:
         return self._retriever(self.embedder)
 
+    @functools.cached_property
+    def _keyword_retriever(self) -> Retriever:
+        """BM25 alone: no embedding model is loaded for it."""
+        return self._retriever(None)
+
     def _retriever(self, embedder: Embedder | None) -> Retriever:
         tuning = self.tuning
         return Retriever(
@@ -250,6 +255,7 @@ class KnowledgeBase:
         tuning = tune(self.store, self.embedder)
         self.store.set_meta({"fusion": tuning.to_json()})
         self.__dict__.pop("retriever", None)
+        self.__dict__.pop("_keyword_retriever", None)
         return tuning
 
     @functools.cached_property
@@ -267,7 +273,7 @@ class KnowledgeBase:
         """The ``k`` best chunks for ``query`` (see :meth:`Retriever.search`)."""
         k = k or self.settings.search_top_k
         if mode == "bm25":  # no embedding model is loaded for it
-            return self._retriever(None).search(query, k, mode, where)
+            return self._keyword_retriever.search(query, k, mode, where)
         if self.embed_model is None:  # nothing ingested yet
             return SearchResults()
         return self.retriever.search(query, k, mode, where)
