@@ -366,3 +366,19 @@ def test_a_chat_model_with_a_prompt_can_be_the_classifier(kb, mock: str, tmp_pat
     assert [e.text for e in events if isinstance(e, Token)] == ["七天内可以退货。"]
     assert events[-1].finish_reason == "moderated"
     assert stats(mock)["moderated"] == ["可以退货吗？", "七天内可以退货。", "这句有坏话。"]
+
+
+@pytest.mark.parametrize("body", [{"choices": []}, {"choices": [None]}, {"results": []}, []])
+def test_a_classifier_answer_without_a_verdict_is_its_error(body: object) -> None:
+    import httpx
+
+    from streamrag.moderation.classifier import Classifier
+
+    async def ask() -> bool:
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+        async with httpx.AsyncClient(transport=transport) as client:
+            prompt = "Abusive? yes or no." if isinstance(body, dict) and "choices" in body else None
+            return await Classifier("http://127.0.0.1:9/v1/x", prompt=prompt).flagged(client, "t")
+
+    with pytest.raises(ValueError, match="answered"):
+        asyncio.run(ask())

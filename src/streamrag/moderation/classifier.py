@@ -50,8 +50,7 @@ class Classifier:
                 {"role": "system", "content": self.prompt},
                 {"role": "user", "content": text},
             ]
-            request = {"model": self.model, "messages": messages, "max_tokens": 3}
-            request["temperature"] = 0
+            request = {"model": self.model, "messages": messages, "max_tokens": 3, "temperature": 0}
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         response = await client.post(
             self.url, json=request, headers=headers, timeout=self.timeout_s
@@ -61,7 +60,10 @@ class Classifier:
         if not isinstance(body, dict):
             raise ValueError(f"{self.url} answered {type(body).__name__}, not an object")
         if self.prompt is not None:
-            reply = body.get("choices", [{}])[0].get("message", {}).get("content")
+            try:
+                reply = body["choices"][0]["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                reply = None
             if not isinstance(reply, str):
                 raise ValueError(f"{self.url} answered without a message")
             return reply.strip().lower().startswith(("yes", "是"))
