@@ -65,9 +65,6 @@ class WordList:
         if longest:
             self.automaton.make_automaton()
 
-    def __len__(self) -> int:
-        return len(self.automaton)
-
     def scan(self, text: str, start: int, final: bool) -> Scan:
         if not self.longest:
             return Scan([], len(text))
